@@ -1,0 +1,237 @@
+"""The hot path: frames of a recording -> acoustic cube (power per pixel and bin).
+
+Stateless functions do the maths (:func:`frame_spectra`, :func:`steered_power`); the
+:class:`Beamformer` holds the steering matrix built once per setting and calls them.  The same code
+runs on NumPy (CPU) and CuPy (GPU): only the two fused kernels differ per backend.
+
+Frames and bins
+---------------
+Video frame ``t`` covers ``L = floor(sample_freq / frame_rate)`` samples starting at
+``round(t * sample_freq / frame_rate)`` (``t * L`` when the ratio is an integer: 1024 for the
+sensor).  With ``n_bins`` bins the FFT has ``nfft = 2 * n_bins`` points.  A frame shorter than
+``nfft`` is windowed and zero-padded; a longer one is cut into ``L // nfft`` blocks of ``nfft``
+samples (the remainder is dropped) whose powers are averaged.
+
+Power convention
+----------------
+``cube[t, row, col, k] = c_k * mean_j |Y_k|^2 / (nfft * sum(window^2))`` with ``c_0 = 1`` and
+``c_k = 2`` otherwise: a one-sided power spectrum whose sum over bins is the mean square of the
+signal at the array centre coming from that look point (Parseval; Pa^2 for a recording in Pa).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.signal
+
+from . import _backend
+from .errors import AcamError
+from .steering import SteeringSpec, steering_matrix
+
+WINDOWS = ("boxcar", "hann", "hamming", "blackman", "tukey")
+
+
+def parse_window(name: str, length: int) -> np.ndarray:
+    """A periodic analysis window: ``boxcar``, ``hann``, ``hamming``, ``blackman`` or
+    ``tukey[:alpha]`` (alpha defaults to 0.75, the sensor lab's MFCC window)."""
+    base, _, arg = str(name).partition(":")
+    if base not in WINDOWS:
+        raise AcamError(f"window={name!r} is not one of {', '.join(WINDOWS)} (tukey:ALPHA allowed)")
+    if base == "tukey":
+        try:
+            alpha = float(arg) if arg else 0.75
+        except ValueError:
+            raise AcamError(f"window={name!r}: tukey alpha must be a number") from None
+        if not 0 <= alpha <= 1:
+            raise AcamError(f"window={name!r}: tukey alpha must lie in [0, 1]")
+        return scipy.signal.get_window(("tukey", alpha), length)
+    if arg:
+        raise AcamError(f"window={name!r}: only tukey takes a parameter")
+    return scipy.signal.get_window(base, length)
+
+
+def frame_layout(sample_freq: float, frame_rate: float, nfft: int) -> tuple[int, int, int]:
+    """``(frame_len, segment_len, n_segments)`` for frames of a recording (see module docs)."""
+    if not (frame_rate > 0 and math.isfinite(frame_rate)):
+        raise AcamError(f"frame_rate={frame_rate} must be a positive number of frames per second")
+    frame_len = int(math.floor(sample_freq / frame_rate + 1e-9))
+    if frame_len < 1:
+        raise AcamError(f"frame_rate={frame_rate} is higher than the sample rate {sample_freq} Hz")
+    if frame_len >= nfft:
+        return frame_len, nfft, frame_len // nfft
+    return frame_len, frame_len, 1
+
+
+def frame_starts(n_samples: int, sample_freq: float, frame_rate: float) -> np.ndarray:
+    """First sample of every complete frame of a recording of ``n_samples`` samples."""
+    frame_len = frame_layout(sample_freq, frame_rate, 1)[0]
+    ratio = sample_freq / frame_rate
+    n = int(math.floor((n_samples - frame_len) / ratio + 1e-9)) + 1 if n_samples >= frame_len else 0
+    starts = np.floor(np.arange(n) * ratio + 0.5).astype(np.int64)
+    return starts[starts + frame_len <= n_samples]
+
+
+def frame_spectra(frames, window, nfft: int, n_bins: int, n_segments: int):
+    """Windowed spectra of frames, laid out for the steering product.
+
+    Parameters
+    ----------
+    frames : array [shape=(n_frames, frame_len, n_mics), real]
+    window : array [shape=(segment_len,)]
+    nfft, n_bins, n_segments : int
+        From :func:`frame_layout`; ``segment_len * n_segments <= frame_len``.
+
+    Returns
+    -------
+    array [shape=(n_bins, n_mics, n_frames * n_segments), complex]
+        Column ``b * n_segments + j`` is segment ``j`` of frame ``b``.
+    """
+    xp = _backend.get_xp(frames)
+    n_frames, _, n_mics = frames.shape
+    seg = window.shape[0]
+    x = frames[:, : seg * n_segments, :].reshape(n_frames * n_segments, seg, n_mics)
+    x = x * window[None, :, None]
+    spec = _backend.rfft(x, nfft, axis=1)[:, :n_bins, :]
+    return xp.ascontiguousarray(spec.transpose(1, 2, 0))
+
+
+def steered_power(A, X, scale, out, n_segments: int, chunk: int = 32, threads: int | None = None):
+    """``out[b, p, k] = scale[k] * sum_j |sum_m A[k, p, m] X[k, m, b * n_segments + j]|^2``.
+
+    One complex matrix product per bin (look points x microphones times microphones x columns),
+    done in chunks of ``chunk`` bins; each chunk's power, segment average and transposition to the
+    bins-last cube layout are fused in one kernel.  On the CPU, ``threads`` workers (default: the
+    usable cores) take interleaved chunks, each running single-threaded BLAS, which keeps every core
+    busy without BLAS and kernel threads competing.
+
+    Parameters
+    ----------
+    A : array [shape=(n_bins, n_pixels, n_mics), complex]
+    X : array [shape=(n_bins, n_mics, n_frames * n_segments), complex]
+    scale : array [shape=(n_bins,), real]
+    out : array [shape=(n_frames, n_pixels, n_bins), real], written in place
+    """
+    xp = _backend.get_xp(A)
+    n_bins, n_pix, _ = A.shape
+    n_cols = X.shape[2]
+    if xp is not np:
+        z = xp.empty((min(chunk, n_bins), n_pix, n_cols), A.dtype)
+        for k0 in range(0, n_bins, chunk):
+            k1 = min(n_bins, k0 + chunk)
+            xp.matmul(A[k0:k1], X[k0:k1], out=z[: k1 - k0])
+            _backend.gpu_power_transpose(z[: k1 - k0], scale, out, k0, n_segments)
+        return out
+
+    from threadpoolctl import threadpool_limits
+
+    from ._kernels import cpu_kernels
+
+    power_transpose = cpu_kernels().power_transpose
+    n_workers = max(1, min(threads or _backend.cpu_threads(), -(-n_bins // chunk)))
+
+    def work(w: int) -> None:
+        z = np.empty((min(chunk, n_bins), n_pix, n_cols), A.dtype)
+        for k0 in range(w * chunk, n_bins, n_workers * chunk):
+            k1 = min(n_bins, k0 + chunk)
+            zc = z[: k1 - k0]
+            np.matmul(A[k0:k1], X[k0:k1], out=zc)
+            power_transpose(zc.view(zc.real.dtype), scale, out, k0, n_segments)
+
+    with threadpool_limits(1, user_api="blas"):
+        if n_workers == 1:
+            work(0)
+        else:
+            with ThreadPoolExecutor(n_workers) as pool:
+                list(pool.map(work, range(n_workers)))
+    return out
+
+
+class Beamformer:
+    """Filter-and-sum beamformer: holds the steering matrix of one setting, turns frames into cubes.
+
+    Parameters
+    ----------
+    spec : SteeringSpec
+    frame_rate : float
+        Video frames per second; one acoustic image per frame.
+    window : str
+        Analysis window (:func:`parse_window`), default ``boxcar``.
+    device : str
+        ``auto`` (GPU when CuPy sees one), ``cpu`` or ``cuda``.
+    precision : str
+        ``single`` (complex64 maths, float32 cube) or ``double``.
+    """
+
+    def __init__(self, spec: SteeringSpec, frame_rate: float = 12.0, window: str = "boxcar",
+                 device: str = "auto", precision: str = "single", threads: int | None = None):
+        if precision not in ("single", "double"):
+            raise AcamError(f"precision={precision!r} must be 'single' or 'double'")
+        self.spec = spec
+        self.frame_rate = float(frame_rate)
+        self.window_name = window
+        self.device = _backend.resolve_device(device)
+        self.xp = _backend.xp_for(self.device)
+        self.precision = precision
+        self.threads = threads
+        self.real_dtype = np.float32 if precision == "single" else np.float64
+        self.complex_dtype = np.complex64 if precision == "single" else np.complex128
+        self.frame_len, seg, self.n_segments = frame_layout(spec.sample_freq, frame_rate, spec.nfft)
+        win = parse_window(window, seg)
+        self.window = self.xp.asarray(win, self.real_dtype)
+        k = np.full(spec.n_bins, 2.0)
+        k[0] = 1.0
+        scale = k / (spec.nfft * float(np.sum(win ** 2)) * self.n_segments)
+        self.scale = self.xp.asarray(scale, self.real_dtype)
+        self._steering = None
+
+    @property
+    def steering(self):
+        """The steering matrix [shape=(n_bins, n_pixels, n_active_mics)], built on first use."""
+        if self._steering is None:
+            self._steering = steering_matrix(self.spec, self.xp, self.complex_dtype)
+        return self._steering
+
+    @property
+    def cube_shape_per_frame(self) -> tuple[int, int, int]:
+        return (self.spec.grid.rows, self.spec.grid.cols, self.spec.n_bins)
+
+    def flops_per_frame(self) -> float:
+        """Real floating-point operations of the steering product per frame (8 per complex MAC)."""
+        n_bins, n_pix, n_mics = self.spec.n_bins, self.spec.grid.n_pixels, len(self.spec.active)
+        return 8.0 * n_bins * n_pix * n_mics * self.n_segments
+
+    def process(self, frames, out=None):
+        """Acoustic images of a block of frames.
+
+        Parameters
+        ----------
+        frames : array [shape=(n_frames, frame_len, n_channels)]
+            NumPy or CuPy; all channels of the recording (inactive ones are dropped here).
+        out : array [shape=(n_frames, rows, cols, n_bins)], optional
+            Where to write (same device as the beamformer).
+
+        Returns
+        -------
+        array [shape=(n_frames, rows, cols, n_bins)]
+        """
+        xp = self.xp
+        n_frames, frame_len, n_ch = frames.shape
+        if frame_len != self.frame_len:
+            raise AcamError(f"frames have {frame_len} samples; this beamformer expects {self.frame_len}")
+        if n_ch != self.spec.geometry.n_mics:
+            raise AcamError(f"{n_ch} channels do not fit {self.spec.geometry.n_mics} microphones")
+        active = self.spec.active
+        x = xp.asarray(frames)
+        x = x[:, :, active] if len(active) < n_ch else x
+        x = x.astype(self.real_dtype, copy=False)
+        X = frame_spectra(x, self.window, self.spec.nfft, self.spec.n_bins, self.n_segments)
+        X = X.astype(self.complex_dtype, copy=False)
+        rows, cols, n_bins = self.cube_shape_per_frame
+        if out is None:
+            out = xp.empty((n_frames, rows, cols, n_bins), self.real_dtype)
+        steered_power(self.steering, X, self.scale, out.reshape(n_frames, rows * cols, n_bins),
+                      self.n_segments, threads=self.threads)
+        return out

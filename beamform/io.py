@@ -1,0 +1,304 @@
+"""The two HDF5 formats: raw recordings and acoustic cubes.
+
+Raw recording (``raw.h5``)
+    ``time_data``      (n_samples, n_channels) int16/int32/float32/float64; attribute
+                       ``sample_freq`` (Hz) on the dataset or the root (Acoular's names).
+    ``mic_positions``  (n_channels, 3) float, metres, camera/array frame.
+    optional           root attribute ``frame_rate`` (default 12); ``video`` (n_frames, H, W, 3)
+                       uint8 RGB; root attributes ``hfov``/``vfov`` (degrees, camera field of view);
+                       ``source_positions`` (n_sources, 3) or (n_sources, n_frames, 3) metres;
+                       ``bad_mics`` (n_channels,) bool, True for a broken microphone.
+
+Acoustic cube (``cube.h5``)
+    ``cube``           (n_frames, rows, cols, n_bins) power, float32 (or float16); row 0 = top.
+    ``frequencies``    (n_bins,) Hz.       ``look_points``  (rows, cols, 3) metres.
+    attributes         sample_freq, frame_rate, nfft, n_bins, focus, speed_of_sound, hfov, vfov,
+                       window, weights, bad_mics, source_file, version, settings_digest.
+    ``source_positions`` is copied from the raw file when present.
+
+Outputs are written to a temporary file beside the target and renamed into place only when
+complete, so a failure never leaves a half-written file, and an input is never opened for writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from .errors import AcamError, FormatError
+from .geometry import ArrayGeometry
+
+TIME_DTYPES = (np.int16, np.int32, np.float32, np.float64)
+DEFAULT_FRAME_RATE = 12.0
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, protect: tuple = ()):
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    ``protect`` lists input paths that the output must not overwrite.
+    """
+    path = os.path.abspath(os.fspath(path))
+    for p in protect:
+        if p is not None and os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path):
+            raise AcamError(f"output {path!r} is also an input; choose another output path")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise AcamError(f"output folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise AcamError(f"output {path!r} is a folder; give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise AcamError(f"cannot write to {folder!r}: {exc.strerror}") from None
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _open_h5(path, what: str) -> h5py.File:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise AcamError(f"{what} {path!r} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise FormatError(f"{what} {path!r} is not an HDF5 file") from None
+
+
+@dataclass
+class RawRecording:
+    """A raw recording opened for streaming.  Use as a context manager or call :meth:`close`.
+
+    Validates the layout when opened: a clear :class:`FormatError` names what is wrong.
+    """
+
+    path: str
+    file: h5py.File
+    time_data: h5py.Dataset
+    sample_freq: float
+    frame_rate: float
+    geometry: ArrayGeometry
+    bad_mics: np.ndarray
+
+    @classmethod
+    def open(cls, path, frame_rate: float | None = None, array: ArrayGeometry | None = None):
+        """Open ``path``; ``array`` overrides the file's microphone positions."""
+        f = _open_h5(path, "recording")
+        try:
+            if "time_data" not in f or not isinstance(f["time_data"], h5py.Dataset):
+                raise FormatError(f"{path}: no 'time_data' dataset (n_samples, n_channels)")
+            td = f["time_data"]
+            if td.ndim != 2:
+                raise FormatError(f"{path}: 'time_data' has shape {td.shape}; expected (n_samples, n_channels)")
+            if td.dtype not in [np.dtype(d) for d in TIME_DTYPES]:
+                raise FormatError(f"{path}: 'time_data' has dtype {td.dtype}; expected int16, int32, "
+                                  "float32 or float64")
+            fs = td.attrs.get("sample_freq", f.attrs.get("sample_freq"))
+            if fs is None:
+                raise FormatError(f"{path}: sample rate missing (attribute 'sample_freq' on "
+                                  "'time_data' or the root)")
+            fs = float(np.asarray(fs).reshape(-1)[0])
+            if not (fs > 0 and np.isfinite(fs)):
+                raise FormatError(f"{path}: sample_freq={fs} Hz is not a positive number")
+            fr = float(frame_rate if frame_rate is not None else f.attrs.get("frame_rate", DEFAULT_FRAME_RATE))
+            if not (fr > 0 and np.isfinite(fr)):
+                raise FormatError(f"{path}: frame_rate={fr} is not a positive number")
+            n_ch = td.shape[1]
+            if array is None:
+                if "mic_positions" not in f:
+                    raise FormatError(f"{path}: no 'mic_positions' dataset (n_channels, 3); "
+                                      "give an array file with --array")
+                array = ArrayGeometry(f["mic_positions"][()], os.path.basename(os.fspath(path)))
+            if array.n_mics != n_ch:
+                raise FormatError(f"{path}: {n_ch} channels do not fit {array.n_mics} microphones")
+            bad = np.zeros(n_ch, bool)
+            if "bad_mics" in f:
+                bad = np.asarray(f["bad_mics"][()], bool).reshape(-1)
+                if bad.shape != (n_ch,):
+                    raise FormatError(f"{path}: 'bad_mics' has {bad.size} entries for {n_ch} channels")
+            return cls(os.fspath(path), f, td, fs, fr, array, bad)
+        except BaseException:
+            f.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self.file.close()
+
+    @property
+    def n_samples(self) -> int:
+        return self.time_data.shape[0]
+
+    @property
+    def n_channels(self) -> int:
+        return self.time_data.shape[1]
+
+    def attr(self, name, default=None):
+        return self.file.attrs.get(name, default)
+
+    def dataset(self, name):
+        """A whole optional dataset as an array, or None."""
+        return self.file[name][()] if name in self.file else None
+
+    def read_frames(self, starts: np.ndarray, frame_len: int, dtype=np.float32) -> np.ndarray:
+        """Frames ``[s, s + frame_len)`` for each start, as ``(n_frames, frame_len, n_channels)``.
+
+        Raises :class:`FormatError` when the block holds NaN or infinite samples.
+        """
+        lo, hi = int(starts[0]), int(starts[-1]) + frame_len
+        block = self.time_data[lo:hi]
+        if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
+            bad = int(np.argwhere(~np.isfinite(block))[0, 0]) + lo
+            raise FormatError(f"{self.path}: 'time_data' holds NaN or infinite values (first at sample {bad})")
+        block = block.astype(dtype, copy=False)
+        if np.all(np.diff(starts) == frame_len):
+            return block[: len(starts) * frame_len].reshape(len(starts), frame_len, -1)
+        return block[(starts - lo)[:, None] + np.arange(frame_len)[None, :]]
+
+
+def write_raw(path, time_data: np.ndarray, sample_freq: float, mic_positions: np.ndarray,
+              frame_rate: float = DEFAULT_FRAME_RATE, *, video: np.ndarray | None = None,
+              source_positions: np.ndarray | None = None, bad_mics: np.ndarray | None = None,
+              attrs: dict | None = None) -> None:
+    """Write a raw recording (atomically).  Shapes and units as in the module docs."""
+    time_data = np.asarray(time_data)
+    if time_data.ndim != 2:
+        raise AcamError(f"time_data has shape {time_data.shape}; expected (n_samples, n_channels)")
+    mic_positions = np.asarray(mic_positions, float)
+    if mic_positions.shape != (time_data.shape[1], 3):
+        raise AcamError(f"{time_data.shape[1]} channels do not fit mic_positions of shape {mic_positions.shape}")
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        td = f.create_dataset("time_data", data=time_data)
+        td.attrs["sample_freq"] = float(sample_freq)
+        f.attrs["sample_freq"] = float(sample_freq)
+        f.attrs["frame_rate"] = float(frame_rate)
+        f.create_dataset("mic_positions", data=mic_positions)
+        if video is not None:
+            f.create_dataset("video", data=np.asarray(video, np.uint8), chunks=True, compression="gzip",
+                             compression_opts=1)
+        if source_positions is not None:
+            f.create_dataset("source_positions", data=np.asarray(source_positions, float))
+        if bad_mics is not None:
+            f.create_dataset("bad_mics", data=np.asarray(bad_mics, bool))
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+
+
+class CubeWriter:
+    """Create a cube file and write it block by block (call inside :func:`atomic_output`).
+
+    The ``cube`` dataset is contiguous and allocated up front, so blocks are written straight to
+    its place in the file with ``os.pwrite`` (no HDF5 call, no GIL held): writing overlaps the
+    beamforming of the next block.
+    """
+
+    def __init__(self, path, n_frames: int, rows: int, cols: int, frequencies: np.ndarray,
+                 look_points: np.ndarray, attrs: dict, dtype=np.float32,
+                 extra: dict[str, np.ndarray] | None = None):
+        self.path = os.fspath(path)
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.shape = (n_frames, rows, cols, len(frequencies))
+        with h5py.File(self.path, "w") as f:
+            f.create_dataset("frequencies", data=np.asarray(frequencies, float))
+            f.create_dataset("look_points", data=np.asarray(look_points, float))
+            for k, v in (extra or {}).items():
+                if v is not None:
+                    f.create_dataset(k, data=v)
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            space = h5py.h5s.create_simple(self.shape)
+            tid = h5py.h5t.py_create(self.dtype)
+            dsid = h5py.h5d.create(f.id, b"cube", tid, space, dcpl=dcpl)
+            self.offset = dsid.get_offset()
+            dsid.close()
+        if self.offset is None and np.prod(self.shape) > 0:
+            raise AcamError(f"cannot allocate the cube in {self.path!r}")
+        self.frame_bytes = rows * cols * len(frequencies) * self.dtype.itemsize
+        self._fd = os.open(self.path, os.O_WRONLY)
+
+    def write(self, first_frame: int, block: np.ndarray) -> None:
+        """Write frames ``first_frame...`` from a host array ``(n, rows, cols, n_bins)``."""
+        data = np.ascontiguousarray(block, dtype=self.dtype)
+        if data.shape[1:] != self.shape[1:] or first_frame + data.shape[0] > self.shape[0]:
+            raise AcamError(f"block of shape {data.shape} does not fit cube {self.shape} at frame {first_frame}")
+        view = memoryview(data.reshape(-1).view(np.uint8))
+        pos = self.offset + first_frame * self.frame_bytes
+        while view.nbytes:
+            n = os.pwrite(self._fd, view, pos)
+            view = view[n:]
+            pos += n
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class Cube:
+    """A cube file's contents (the ``cube`` dataset stays on disk until sliced)."""
+
+    path: str
+    file: h5py.File
+    cube: h5py.Dataset
+    frequencies: np.ndarray
+    look_points: np.ndarray
+    attrs: dict
+
+    @classmethod
+    def open(cls, path) -> "Cube":
+        f = _open_h5(path, "cube file")
+        try:
+            for name in ("cube", "frequencies", "look_points"):
+                if name not in f:
+                    raise FormatError(f"{path}: no {name!r} dataset; is this an acoustic cube file?")
+            cube = f["cube"]
+            if cube.ndim != 4:
+                raise FormatError(f"{path}: 'cube' has shape {cube.shape}; expected (n_frames, rows, cols, n_bins)")
+            freqs = f["frequencies"][()]
+            if freqs.shape != (cube.shape[3],):
+                raise FormatError(f"{path}: {freqs.size} frequencies for {cube.shape[3]} bins")
+            return cls(os.fspath(path), f, cube, freqs, f["look_points"][()], dict(f.attrs))
+        except BaseException:
+            f.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def band_energy(self, band: tuple[float, float], frames=slice(None)) -> np.ndarray:
+        """Power summed over bins with ``band[0] <= f <= band[1]``: ``(n_frames, rows, cols)``."""
+        lo, hi = band
+        sel = np.flatnonzero((self.frequencies >= lo) & (self.frequencies <= hi))
+        if sel.size == 0:
+            raise AcamError(f"band {lo}-{hi} Hz holds no bin of this cube "
+                            f"({self.frequencies[0]:.0f}-{self.frequencies[-1]:.0f} Hz)")
+        out = []
+        n = self.cube.shape[0]
+        idx = range(n)[frames] if isinstance(frames, slice) else list(frames)
+        for t in idx:
+            out.append(self.cube[t, :, :, sel[0]:sel[-1] + 1].astype(np.float64).sum(-1))
+        return np.array(out).reshape(len(out), *self.cube.shape[1:3])

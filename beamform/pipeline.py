@@ -1,0 +1,151 @@
+"""Whole files: stream a raw recording through a :class:`Beamformer` into a cube file."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__, _backend
+from .errors import AcamError
+from .filter_and_sum import Beamformer, frame_starts
+from .geometry import ArrayGeometry
+from .grid import CameraGrid
+from .io import CubeWriter, RawRecording, atomic_output
+from .steering import SPEED_OF_SOUND, SteeringSpec
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Options of ``beamform run`` (see its ``--help``)."""
+
+    bins: int = 512
+    focus: float = 2.0
+    hfov: float | None = None     # None: the recording's attribute, else 60
+    vfov: float | None = None     # None: the recording's attribute, else 45
+    rows: int = 36
+    cols: int = 48
+    speed_of_sound: float = SPEED_OF_SOUND
+    window: str = "boxcar"
+    device: str = "auto"
+    precision: str = "single"
+    out_dtype: str = "float32"
+    frame_rate: float | None = None
+    block_frames: int | None = None
+    threads: int | None = None
+
+
+@dataclass
+class RunReport:
+    n_frames: int
+    seconds_of_audio: float
+    device: str
+    settings_digest: str
+
+
+def build_beamformer(raw: RawRecording, s: RunSettings) -> Beamformer:
+    """The beamformer a recording and a set of options call for."""
+    if s.out_dtype not in ("float32", "float16"):
+        raise AcamError(f"dtype={s.out_dtype!r} must be float32 or float16")
+    hfov = s.hfov if s.hfov is not None else float(raw.attr("hfov", 60.0))
+    vfov = s.vfov if s.vfov is not None else float(raw.attr("vfov", 45.0))
+    grid = CameraGrid(s.rows, s.cols, hfov, vfov, s.focus)
+    weights = (~raw.bad_mics).astype(float)
+    spec = SteeringSpec(raw.geometry, grid, raw.sample_freq, s.bins, s.speed_of_sound, weights)
+    return Beamformer(spec, raw.frame_rate, s.window, s.device, s.precision, s.threads)
+
+
+def beamform_file(raw_path, cube_path, settings: RunSettings = RunSettings(),
+                  array: ArrayGeometry | None = None, progress: bool = False) -> RunReport:
+    """Beamform every complete frame of ``raw_path`` into the cube file ``cube_path``.
+
+    Memory stays bounded by the block size whatever the recording's length; the output appears only
+    when complete.
+    """
+    with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
+        bf = build_beamformer(raw, settings)
+        starts = frame_starts(raw.n_samples, raw.sample_freq, raw.frame_rate)
+        n_frames = len(starts)
+        if n_frames == 0:
+            raise AcamError(f"{raw_path}: {raw.n_samples} samples make no complete frame of "
+                            f"{bf.frame_len} samples")
+        spec = bf.spec
+        digest = bf_digest(bf)
+        attrs = {
+            "sample_freq": raw.sample_freq, "frame_rate": raw.frame_rate, "nfft": spec.nfft,
+            "n_bins": spec.n_bins, "focus": spec.grid.focus, "speed_of_sound": spec.speed_of_sound,
+            "hfov": spec.grid.hfov, "vfov": spec.grid.vfov, "window": bf.window_name,
+            "weights": spec.weights, "bad_mics": raw.bad_mics.astype(np.int8),
+            "frame_len": bf.frame_len, "segments_per_frame": bf.n_segments,
+            "source_file": os.path.abspath(raw.path), "array_name": spec.geometry.name,
+            "version": __version__, "settings_digest": digest, "precision": bf.precision,
+            "power_unit": "one-sided power per bin at the array centre (input units squared)",
+        }
+        block = settings.block_frames or (256 if bf.device == "cuda" else 64)
+        if block < 1:
+            raise AcamError(f"block_frames={block} must be at least 1")
+        block = min(block, n_frames)
+        rows, cols, n_bins = bf.cube_shape_per_frame
+        extra = {"source_positions": raw.dataset("source_positions"),
+                 "mic_positions": spec.geometry.positions}
+        bar = _progress(n_frames, progress, os.path.basename(os.fspath(raw_path)))
+        with atomic_output(cube_path, protect=(raw.path,)) as tmp:
+            writer = CubeWriter(tmp, n_frames, rows, cols, spec.frequencies(),
+                                spec.grid.look_points(), attrs, settings.out_dtype, extra)
+            try:
+                _stream(raw, bf, starts, block, writer, bar)
+            finally:
+                writer.close()
+                bar.close()
+        return RunReport(n_frames, n_frames * bf.frame_len / raw.sample_freq, bf.device, digest)
+
+
+def bf_digest(bf: Beamformer) -> str:
+    """Digest of every setting that shapes the cube's values."""
+    from ._digest import digest
+
+    return digest("Beamformer", bf.spec.digest, bf.frame_rate, bf.window_name, bf.precision)
+
+
+def _stream(raw, bf, starts, block, writer, bar) -> None:
+    """Read, beamform and write blocks; the write of block i overlaps the compute of block i+1."""
+    xp = bf.xp
+    rows, cols, n_bins = bf.cube_shape_per_frame
+    # two host buffers so one can be written while the other is filled (no page faults per block)
+    host = [np.empty((block, rows, cols, n_bins), bf.real_dtype) for _ in range(2)]
+    dev = xp.empty((block, rows, cols, n_bins), bf.real_dtype) if xp is not np else None
+    bf.steering  # build once, before the clock of the first block
+    with ThreadPoolExecutor(1) as io_pool:
+        pending = None
+        for i, f0 in enumerate(range(0, len(starts), block)):
+            st = starts[f0:f0 + block]
+            frames = raw.read_frames(st, bf.frame_len, bf.real_dtype)
+            buf = host[i % 2][: len(st)]
+            if dev is None:
+                bf.process(frames, out=buf)
+            else:
+                d = bf.process(xp.asarray(frames), out=dev[: len(st)])
+                d.get(out=buf)
+            if pending is not None:
+                pending.result()  # block i-1 written: its buffer is free for block i+1
+            pending = io_pool.submit(writer.write, f0, buf)
+            bar.update(len(st))
+        if pending is not None:
+            pending.result()
+
+
+class _NoBar:
+    def update(self, n): pass
+
+    def close(self): pass
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=desc, dynamic_ncols=True, leave=True)

@@ -1,0 +1,202 @@
+"""acam's command line: ``acam`` with the sub-groups ``beamform`` and ``learn`` (also installed as
+commands of their own: ``acam beamform run`` is ``beamform run``).
+
+Thin by design: options are parsed here, the work is done by the library, and every
+:class:`~beamform.errors.AcamError` (or OS error) becomes one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from beamform import __version__
+from beamform.errors import AcamError
+
+
+class _Group(click.Group):
+    """A click group that turns library errors into one line and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AcamError as exc:
+            raise click.ClickException(str(exc)) from None
+        except MemoryError:
+            raise click.ClickException("out of memory; use a smaller --block-frames or fewer --bins") from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+
+def _floats(text: str, n: int, what: str) -> tuple:
+    try:
+        vals = tuple(float(v) for v in text.replace(":", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not {n} numbers for {what}") from None
+    if len(vals) != n:
+        raise click.BadParameter(f"{text!r}: {what} needs {n} numbers")
+    return vals
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="acam")
+def acam():
+    """acam - an acoustic camera toolkit: beamform many-microphone recordings into acoustic
+    images (GPU or CPU), and learn from them.
+
+    \b
+    Start here:   beamform demo          (simulate -> beamform -> picture, in ./acam-demo)
+    Formats:      see README.md, "File formats"
+    """
+
+
+# --------------------------------------------------------------------------------------- beamform
+@acam.group("beamform", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="beamform")
+def beamform_group():
+    """Filter-and-sum beamforming: raw recordings (HDF5) -> acoustic cubes (HDF5) -> pictures.
+
+    \b
+      beamform simulate -o raw.h5              a pyroomacoustics recording, default 128-mic array
+      beamform run raw.h5 --bins 512 -o cube.h5
+      beamform show cube.h5 -o overlay.png     heat map (900-6400 Hz) over the video frame
+      beamform demo                            all three on a built-in scene
+    """
+
+
+@beamform_group.command("simulate")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Raw recording to write (.h5).")
+@click.option("--array", "array_file", type=click.Path(dir_okay=False),
+              help="Array geometry (.xml Acoular, .csv, .npy, .h5); default: the built-in 128-mic layout.")
+@click.option("--source", "sources", multiple=True, metavar="KIND[:ARGS]@X,Y,Z[*AMP]",
+              help="A source, repeatable: noise@0,0,2 | tone:2000@-1,0,3 | chirp:500-6000@0.5,0.2,2.5 | "
+                   "burst@... | wav:FILE@...  Positions in metres, camera frame (x right, y up, z forward). "
+                   "Default: a noise source and a chirp.")
+@click.option("--duration", default=2.0, show_default=True, help="Seconds.")
+@click.option("--room", type=click.Choice(["anechoic", "shoebox"]), default="anechoic", show_default=True)
+@click.option("--room-dim", default="7,6,3", show_default=True, help="Shoebox size x,y,z (z up), metres.")
+@click.option("--rt60", default=0.5, show_default=True, help="Shoebox reverberation time, seconds.")
+@click.option("--max-order", type=int, default=None, help="Image-source order (default: from RT60, at most 12).")
+@click.option("--array-pos", default=None, help="Array centre in room coordinates x,y,z (default: 1 m from a wall, centred).")
+@click.option("--noise-snr", type=float, default=None, help="Add diffuse noise at this SNR (dB).")
+@click.option("--sample-rate", default=12288.0, show_default=True, help="Hz (the sensor's rate).")
+@click.option("--frame-rate", default=12.0, show_default=True, help="Video frames per second.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the source signals and noise.")
+def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, max_order, array_pos,
+                 noise_snr, sample_rate, frame_rate, seed):
+    """Simulate a recording of the array with pyroomacoustics and write it as a raw .h5 file."""
+    from beamform.geometry import ArrayGeometry
+    from beamform.io import write_raw
+    from beamform.simulate import Scene, SourceSpec, simulate
+
+    kw = {}
+    if sources:
+        kw["sources"] = tuple(SourceSpec.parse(s) for s in sources)
+    scene = Scene(duration=duration, sample_freq=sample_rate, room=room,
+                  room_dim=_floats(room_dim, 3, "--room-dim"), rt60=rt60, max_order=max_order,
+                  array_position=_floats(array_pos, 3, "--array-pos") if array_pos else None,
+                  noise_snr=noise_snr, seed=seed, frame_rate=frame_rate, **kw)
+    geom = ArrayGeometry.from_file(array_file) if array_file else None
+    rec = simulate(scene, geom)
+    write_raw(output, rec["time_data"], rec["sample_freq"], rec["mic_positions"], frame_rate,
+              source_positions=rec["source_positions"],
+              attrs={"scene_room": room, "hfov": 60.0, "vfov": 45.0, "generator": f"acam {__version__}"})
+    n, m = rec["time_data"].shape
+    click.echo(f"wrote {output}: {m} channels x {n} samples ({n / sample_rate:.2f} s at {sample_rate:g} Hz), "
+               f"{len(scene.sources)} source(s), {room}")
+
+
+@beamform_group.command("run")
+@click.argument("raw", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Cube file to write (default: RAW's name + .cube.h5).")
+@click.option("--bins", default=512, show_default=True, help="Frequency bins from 0 Hz to Nyquist (FFT of 2*BINS points).")
+@click.option("--focus", default=2.0, show_default=True, help="Focus distance, metres.")
+@click.option("--hfov", type=float, default=None, help="Horizontal field of view, degrees (default: file's, else 60).")
+@click.option("--vfov", type=float, default=None, help="Vertical field of view, degrees (default: file's, else 45).")
+@click.option("--rows", default=36, show_default=True, help="Acoustic image rows.")
+@click.option("--cols", default=48, show_default=True, help="Acoustic image columns.")
+@click.option("--speed-of-sound", default=343.0, show_default=True, help="m/s.")
+@click.option("--window", default="boxcar", show_default=True, help="boxcar | hann | hamming | blackman | tukey[:ALPHA].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto uses the GPU when CuPy sees one.")
+@click.option("--precision", type=click.Choice(["single", "double"]), default="single", show_default=True)
+@click.option("--dtype", "out_dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Cube storage type.")
+@click.option("--array", "array_file", type=click.Path(dir_okay=False), help="Override the file's microphone positions.")
+@click.option("--frame-rate", type=float, default=None, help="Override the file's frame rate (default: file's, else 12).")
+@click.option("--block-frames", type=int, default=None, help="Frames per block (memory vs speed; default 64 CPU, 256 GPU).")
+@click.option("--threads", type=int, default=None, help="CPU worker threads (default: all usable cores).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
+            out_dtype, array_file, frame_rate, block_frames, threads, progress):
+    """Beamform RAW (time_data + mic_positions) into an acoustic cube: one rows x cols x BINS power
+    image per video frame."""
+    import time
+
+    from beamform.geometry import ArrayGeometry
+    from beamform.pipeline import RunSettings, beamform_file
+
+    if bins < 1:
+        raise click.ClickException(f"--bins {bins} must be at least 1")
+    if threads is not None and threads < 1:
+        raise click.ClickException(f"--threads {threads} must be at least 1")
+    output = output or os.path.splitext(raw)[0] + ".cube.h5"
+    settings = RunSettings(bins=bins, focus=focus, hfov=hfov, vfov=vfov, rows=rows, cols=cols,
+                           speed_of_sound=speed_of_sound, window=window, device=device,
+                           precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
+                           block_frames=block_frames, threads=threads)
+    geom = ArrayGeometry.from_file(array_file) if array_file else None
+    show = sys.stderr.isatty() if progress is None else progress
+    t0 = time.perf_counter()
+    rep = beamform_file(raw, output, settings, geom, progress=show)
+    dt = time.perf_counter() - t0
+    click.echo(f"wrote {output}: {rep.n_frames} frames x {rows} x {cols} x {bins} bins on {rep.device} "
+               f"in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time)")
+
+
+@beamform_group.command("show")
+@click.argument("cube", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG to write (default: CUBE's name + .png).")
+@click.option("--frame", type=int, default=None, help="Frame to draw (default: the mean of all frames).")
+@click.option("--band", default="900:6400", show_default=True, help="LO:HI Hz summed per pixel.")
+@click.option("--range", "dyn_range", default=15.0, show_default=True, help="Dynamic range shown, dB.")
+@click.option("--video", type=click.Path(dir_okay=False), help="Raw file with a video dataset (default: the cube's source file).")
+def show_cmd(cube, output, frame, band, dyn_range, video):
+    """Draw CUBE's band energy as a heat map over the video frame (or a plain frame) into a PNG."""
+    from beamform.plot import show_cube
+
+    lo, hi = _floats(band, 2, "--band")
+    if not 0 <= lo < hi:
+        raise click.BadParameter(f"{band!r}: need 0 <= LO < HI", param_hint="--band")
+    output = output or os.path.splitext(cube)[0] + ".png"
+    info = show_cube(cube, output, frame, (lo, hi), dyn_range, video)
+    click.echo(f"wrote {output}: peak at row {info['peak'][0]}, column {info['peak'][1]}")
+
+
+@beamform_group.command("demo")
+@click.option("-o", "--outdir", default="acam-demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def demo_cmd(outdir, device):
+    """Simulate a two-source scene, beamform it (512 bins) and draw the picture - all in OUTDIR."""
+    os.makedirs(outdir, exist_ok=True)
+    raw, cube, png = (os.path.join(outdir, n) for n in ("raw.h5", "cube.h5", "overlay.png"))
+    ctx = click.get_current_context()
+    ctx.invoke(simulate_cmd, output=raw)
+    ctx.invoke(run_cmd, raw=raw, output=cube, device=device)
+    ctx.invoke(show_cmd, cube=cube, output=png)
+    click.echo(f"\nThe picture is {os.path.abspath(png)}")
+
+
+# ------------------------------------------------------------------------------------------ learn
+@acam.group("learn", cls=_Group, invoke_without_command=True,
+            context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def learn_group(ctx):
+    """Teachers, students and distillation (not built yet: see the project's open issues)."""
+    raise click.ClickException("the learn commands are not built yet; this release has the beamformer only")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    acam()

@@ -1,0 +1,1 @@
+"""The audio-visual action dataset (simulated and imported).  Not built yet: see the open issues."""

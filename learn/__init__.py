@@ -1,0 +1,1 @@
+"""Teachers, students and distillation.  Not built yet: see the open issues."""
