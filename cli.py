@@ -22,6 +22,9 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # one line instead of usage + hint + error
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            raise click.ClickException(exc.format_message() + hint) from None
         except AcamError as exc:
             raise click.ClickException(str(exc)) from None
         except MemoryError:

@@ -90,7 +90,8 @@ class ArrayGeometry:
                 pts = [[float(p.get(a, 0.0)) for a in ("x", "y", "z")] for p in root.iter("pos")]
                 return cls(np.array(pts).reshape(-1, 3), root.get("name", name))
             if ext == ".csv":
-                rows = [ln for ln in open(path, encoding="utf-8").read().splitlines() if ln.strip()]
+                with open(path, encoding="utf-8") as fh:
+                    rows = [ln for ln in fh.read().splitlines() if ln.strip()]
                 if rows and not rows[0].lstrip().lstrip("-")[:1].isdigit():
                     rows = rows[1:]
                 pts = [[float(v) for v in ln.split(",")] for ln in rows]

@@ -84,7 +84,7 @@ def beamform_file(raw_path, cube_path, settings: RunSettings = RunSettings(),
             "version": __version__, "settings_digest": digest, "precision": bf.precision,
             "power_unit": "one-sided power per bin at the array centre (input units squared)",
         }
-        block = settings.block_frames or (256 if bf.device == "cuda" else 64)
+        block = settings.block_frames if settings.block_frames is not None else (256 if bf.device == "cuda" else 64)
         if block < 1:
             raise AcamError(f"block_frames={block} must be at least 1")
         block = min(block, n_frames)
