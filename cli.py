@@ -192,6 +192,106 @@ def demo_cmd(outdir, device):
     click.echo(f"\nThe picture is {os.path.abspath(png)}")
 
 
+# --------------------------------------------------------------------------------------- geometry
+@beamform_group.group("geometry", cls=_Group)
+def geometry_group():
+    """Make, judge and compare microphone-array layouts.
+
+    \b
+      beamform geometry make spiral --mics 128 --aperture 0.45 -o spiral.xml
+      beamform geometry make optimised --mics 128 --aperture 0.45 --band 500:6000 --seed 0 -o opt.xml
+      beamform geometry report opt.xml --freqs 1000,2000,4000,6000 -o opt.png
+      beamform geometry compare grid.xml spiral.xml opt.xml -o compare.png
+    """
+
+
+LAYOUTS = ("grid", "spiral", "sunflower", "random", "optimised")
+
+
+@geometry_group.command("make")
+@click.argument("kind", type=click.Choice(LAYOUTS))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".xml (Acoular), .csv or .npy")
+@click.option("--mics", default=128, show_default=True)
+@click.option("--aperture", default=0.45, show_default=True, help="Side of the square, metres.")
+@click.option("--min-spacing", default=0.025, show_default=True, help="Metres (random, optimised).")
+@click.option("--clearance", default=0.035, show_default=True, help="Free radius at the centre for the lens, metres.")
+@click.option("--arms", default=8, show_default=True, help="Spiral arms.")
+@click.option("--band", default="500:6000", show_default=True, help="LO:HI Hz the optimiser works on.")
+@click.option("--iterations", default=20000, show_default=True, help="Optimiser moves.")
+@click.option("--seed", default=0, show_default=True)
+def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, band, iterations, seed):
+    """Make a layout: grid (uniform rectangular), spiral (multi-arm log), sunflower (Fermat),
+    random (aperiodic, minimum spacing) or optimised (lowest worst sidelobe over --band)."""
+    from beamform import geometry as geo
+    from beamform.design import optimise
+
+    if kind == "grid":
+        g = geo.uniform_grid(mics, aperture)
+    elif kind == "spiral":
+        g = geo.spiral(mics, aperture, arms, clearance)
+    elif kind == "sunflower":
+        g = geo.sunflower(mics, aperture, clearance)
+    elif kind == "random":
+        g = geo.aperiodic(mics, aperture, min_spacing, clearance, seed)
+    else:
+        lo, hi = _floats(band, 2, "--band")
+        g = optimise(mics, aperture, (lo, hi), min_spacing=min_spacing, clearance=clearance, seed=seed,
+                     iterations=iterations, progress=sys.stderr.isatty())
+    from beamform.io import atomic_output
+
+    ext = os.path.splitext(output)[1]
+    with atomic_output(output) as tmp:
+        g.save(tmp + ext)
+        os.replace(tmp + ext, tmp)
+    click.echo(f"wrote {output}: {g.n_mics} microphones, min spacing {g.min_spacing * 1000:.1f} mm")
+
+
+def _report(files, freqs, band, output, hfov, vfov, focus):
+    from beamform.grid import CameraGrid
+    from beamform.report import draw, evaluate, load_geometry, table
+
+    fs = _floats(freqs, len(freqs.split(",")), "--freqs")
+    lo, hi = _floats(band, 2, "--band")
+    grid = CameraGrid(36, 48, hfov, vfov, focus)
+    results = [evaluate(load_geometry(f), grid, fs, (lo, hi)) for f in files]
+    click.echo(table(results))
+    if output:
+        draw(results, output)
+        click.echo(f"wrote {output}")
+
+
+_report_options = [
+    click.option("--freqs", default="1000,2000,4000,6000", show_default=True, help="Hz, comma separated."),
+    click.option("--band", default="500:6000", show_default=True, help="LO:HI Hz for the worst sidelobe."),
+    click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG figure."),
+    click.option("--hfov", default=60.0, show_default=True),
+    click.option("--vfov", default=45.0, show_default=True),
+    click.option("--focus", default=2.0, show_default=True),
+]
+
+
+def _with_report_options(f):
+    for opt in reversed(_report_options):
+        f = opt(f)
+    return f
+
+
+@geometry_group.command("report")
+@click.argument("array_file", type=click.Path(dir_okay=False))
+@_with_report_options
+def geometry_report(array_file, freqs, band, output, hfov, vfov, focus):
+    """PSF maps, -3 dB beam width, peak sidelobe level and grating-lobe onset of one layout."""
+    _report([array_file], freqs, band, output, hfov, vfov, focus)
+
+
+@geometry_group.command("compare")
+@click.argument("array_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_with_report_options
+def geometry_compare(array_files, freqs, band, output, hfov, vfov, focus):
+    """The same figures for several layouts in one table and one figure."""
+    _report(array_files, freqs, band, output, hfov, vfov, focus)
+
+
 # ------------------------------------------------------------------------------------------ learn
 @acam.group("learn", cls=_Group, invoke_without_command=True,
             context_settings={"help_option_names": ["-h", "--help"]})

@@ -131,10 +131,12 @@ class ArrayGeometry:
 
 @functools.lru_cache(maxsize=1)
 def default_array() -> ArrayGeometry:
-    """The project's default 128-microphone aperiodic layout in a 0.45 m square (shipped file).
+    """The project's default 128-microphone layout in a 0.45 m square (shipped file).
 
-    The sensor's real positions are unpublished; this layout was made by :func:`aperiodic` with
-    ``n_mics=128, aperture=0.45, min_spacing=0.025, clearance=0.035, seed=2019``.
+    The sensor's real positions are unpublished ("an optimised aperiodic layout"); this one was
+    made by ``beamform geometry make optimised --mics 128 --aperture 0.45 --band 500:6000 --seed 0``
+    (:func:`beamform.design.optimise`, 20 000 moves, 25 mm minimum spacing, 35 mm free radius at the
+    centre): the lowest worst-case sidelobe over 500-6000 Hz of the layouts the project can make.
     """
     ref = importlib.resources.files("beamform") / "data" / DEFAULT_ARRAY_FILE
     with importlib.resources.as_file(ref) as p:
@@ -178,3 +180,50 @@ def aperiodic(n_mics: int = 128, aperture: float = 0.45, min_spacing: float = 0.
         pts.append(c)
     xy = np.array(pts)
     return ArrayGeometry(np.column_stack([xy, np.zeros(n_mics)]), f"aperiodic{n_mics}")
+
+
+def uniform_grid(n_mics: int = 128, aperture: float = 0.45) -> ArrayGeometry:
+    """A uniform rectangular grid: the smallest square grid holding ``n_mics`` points, spacing
+    ``aperture / (side - 1)``, with the points farthest from the centre left out."""
+    if n_mics < 1 or aperture <= 0:
+        raise AcamError(f"impossible grid: n_mics={n_mics}, aperture={aperture}")
+    side = max(1, int(np.ceil(np.sqrt(n_mics))))
+    c = (np.arange(side) - (side - 1) / 2) * (aperture / max(side - 1, 1))
+    xy = np.array([(x, y) for y in c[::-1] for x in c])
+    order = np.argsort(np.hypot(xy[:, 0], xy[:, 1]), kind="stable")[:n_mics]
+    xy = xy[np.sort(order)]
+    return ArrayGeometry(np.column_stack([xy, np.zeros(n_mics)]), f"grid{n_mics}")
+
+
+def spiral(n_mics: int = 128, aperture: float = 0.45, arms: int = 8, clearance: float = 0.035,
+           spiral_angle: float = 60.0) -> ArrayGeometry:
+    """An Underbrink-style multi-arm logarithmic spiral: ``arms`` arms of ``n_mics / arms``
+    microphones, radii from ``clearance`` to ``aperture / 2`` spaced for equal annulus areas, each arm
+    a log spiral of angle ``spiral_angle`` degrees."""
+    if n_mics % arms or n_mics < arms or arms < 1:
+        raise AcamError(f"{n_mics} microphones do not split into {arms} equal arms")
+    per = n_mics // arms
+    r0, r1 = max(clearance, 1e-3), aperture / 2
+    # equal-area annuli: r_i^2 evenly spaced between r0^2 and r1^2
+    radii = np.sqrt(np.linspace(r0 ** 2, r1 ** 2, per))
+    cot = 1 / np.tan(np.radians(spiral_angle))
+    theta = np.log(radii / r0) / cot
+    pts = []
+    for a in range(arms):
+        phi = theta + 2 * np.pi * a / arms
+        pts.append(np.column_stack([radii * np.cos(phi), radii * np.sin(phi)]))
+    xy = np.vstack(pts)
+    return ArrayGeometry(np.column_stack([xy, np.zeros(n_mics)]), f"spiral{n_mics}")
+
+
+def sunflower(n_mics: int = 128, aperture: float = 0.45, clearance: float = 0.035) -> ArrayGeometry:
+    """A sunflower (Fermat) spiral: radius ~ sqrt(i) between ``clearance`` and ``aperture / 2``,
+    successive microphones turned by the golden angle."""
+    if n_mics < 1 or aperture <= 0:
+        raise AcamError(f"impossible layout: n_mics={n_mics}, aperture={aperture}")
+    i = np.arange(n_mics) + 0.5
+    r0, r1 = clearance, aperture / 2
+    r = np.sqrt(r0 ** 2 + (r1 ** 2 - r0 ** 2) * i / n_mics)
+    phi = i * np.pi * (3 - np.sqrt(5))
+    xy = np.column_stack([r * np.cos(phi), r * np.sin(phi)])
+    return ArrayGeometry(np.column_stack([xy, np.zeros(n_mics)]), f"sunflower{n_mics}")

@@ -1,0 +1,147 @@
+"""Array design: an aperiodic layout optimised for the lowest worst-case sidelobe of its PSF.
+
+The search minimises ``max over f in band of PSL(f)``, the peak sidelobe level of the point-spread
+function of a source at the centre of the view (on the focus plane), over ``n_freqs`` frequencies
+spread evenly across the band and the camera's field of view.  The main lobe of each frequency is
+the disc around the source out to the first null of the starting layout's PSF.
+
+Moves: one microphone at a time is displaced by a Gaussian step that shrinks over the run; a move
+that breaks a constraint (inside the square aperture, outside the central clearance, at least
+``min_spacing`` from every other microphone) is refused; one that lowers the objective is kept, one
+that raises it is kept with the simulated-annealing probability.  Updating the PSF after a move
+costs one microphone's term, so thousands of moves take seconds.  The same seed gives the same
+layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import AcamError
+from .geometry import ArrayGeometry, sunflower
+from .grid import CameraGrid
+from .psf import _main_lobe, psf
+from .steering import SPEED_OF_SOUND
+
+
+class _PsfState:
+    """Un-normalised beam of the centre source, term by term, for fast single-microphone updates."""
+
+    def __init__(self, xy: np.ndarray, grid: CameraGrid, freqs: np.ndarray, c: float):
+        self.look = grid.look_points().reshape(-1, 3)
+        self.r_p0 = np.linalg.norm(self.look, axis=1)
+        self.src = np.array([0.0, 0.0, grid.focus])
+        self.k = 2 * np.pi * freqs / c
+        self.n = len(xy)
+        self.terms = np.stack([self.term(p) for p in xy], 0)   # (M, F, P)
+        self.beam = self.terms.sum(0)
+
+    def term(self, p: np.ndarray) -> np.ndarray:
+        m = np.array([p[0], p[1], 0.0])
+        r_pm = np.linalg.norm(self.look - m, axis=1)
+        r_sm = np.linalg.norm(self.src - m)
+        r_s0 = np.linalg.norm(self.src)
+        phase = (r_pm - self.r_p0)[None, :] - (r_sm - r_s0)
+        amp = (r_pm / self.r_p0) * (r_s0 / r_sm) / self.n
+        return amp[None, :] * np.exp(1j * self.k[:, None] * phase)
+
+
+def _objective(beam: np.ndarray, side: np.ndarray) -> float:
+    """Worst peak sidelobe level over the frequencies, dB (beam: (F, P); side: (F, P) masks)."""
+    power = np.abs(beam) ** 2
+    peak = power.max(1)
+    sl = np.where(side, power, 0).max(1)
+    with np.errstate(divide="ignore"):
+        return float(np.max(10 * np.log10(np.maximum(sl, 1e-30) / peak)))
+
+
+def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
+             grid: CameraGrid | None = None, min_spacing: float = 0.025, clearance: float = 0.035,
+             seed: int = 0, iterations: int = 6000, n_freqs: int = 24, c: float = SPEED_OF_SOUND,
+             progress: bool = False) -> ArrayGeometry:
+    """An aperiodic layout minimising the worst sidelobe over ``band`` (see module docs)."""
+    grid = grid or CameraGrid()
+    lo, hi = band
+    if not 0 < lo < hi:
+        raise AcamError(f"band {lo}-{hi} Hz: need 0 < LO < HI")
+    if iterations < 0:
+        raise AcamError(f"iterations={iterations} must be >= 0")
+    rng = np.random.default_rng(seed)
+    half = aperture / 2
+    start = sunflower(n_mics, aperture, clearance).positions[:, :2]
+    xy = start + rng.normal(0, min_spacing / 4, start.shape)
+    xy = np.clip(xy, -half, half)
+    if _violations(xy, half, clearance, min_spacing):
+        xy = _repair(xy, half, clearance, min_spacing, rng)
+    freqs = np.linspace(lo, hi, n_freqs)
+    # main-lobe discs from the starting layout's PSF
+    start_geom = ArrayGeometry(np.column_stack([xy, np.zeros(n_mics)]))
+    maps = psf(start_geom, grid, freqs, c=c)
+    rc = np.stack(np.meshgrid(np.arange(grid.rows), np.arange(grid.cols), indexing="ij"), -1).reshape(-1, 2)
+    side = np.zeros((n_freqs, grid.n_pixels), bool)
+    for i, m in enumerate(maps):
+        pk = np.unravel_index(np.argmax(m), m.shape)
+        lobe = _main_lobe(m, pk)
+        d = np.hypot(*(rc - np.array(pk)).T)
+        radius = d[lobe.reshape(-1)].max() if lobe.any() else 0.0
+        side[i] = d > radius
+    state = _PsfState(xy, grid, freqs, c)
+    best_obj = cur_obj = _objective(state.beam, side)
+    best_xy = xy.copy()
+    t0, t1 = 0.5, 0.01          # annealing temperature, dB
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=iterations, unit="move", desc="optimising layout", dynamic_ncols=True)
+    for it in range(iterations):
+        frac = it / max(iterations, 1)
+        temp = t0 * (t1 / t0) ** frac
+        step = min_spacing * (1.0 - 0.9 * frac)
+        j = int(rng.integers(n_mics))
+        new = xy[j] + rng.normal(0, step, 2)
+        if bar is not None and it % 100 == 0:
+            bar.set_postfix(worst_sidelobe=f"{best_obj:.2f} dB")
+            bar.update(100 if it else 0)
+        if np.any(np.abs(new) > half) or np.hypot(*new) < clearance:
+            continue
+        others = np.delete(xy, j, 0)
+        if np.min(np.hypot(*(others - new).T)) < min_spacing:
+            continue
+        t_new = state.term(new)
+        beam = state.beam - state.terms[j] + t_new
+        obj = _objective(beam, side)
+        if obj <= cur_obj or rng.random() < math.exp(-(obj - cur_obj) / temp):
+            xy[j] = new
+            state.beam = beam
+            state.terms[j] = t_new
+            cur_obj = obj
+            if obj < best_obj:
+                best_obj, best_xy = obj, xy.copy()
+    if bar is not None:
+        bar.update(iterations - bar.n)
+        bar.close()
+    return ArrayGeometry(np.column_stack([best_xy, np.zeros(n_mics)]), f"optimised{n_mics}")
+
+
+def _violations(xy, half, clearance, min_spacing) -> bool:
+    d = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))
+    d[np.diag_indices_from(d)] = np.inf
+    return bool(np.any(np.abs(xy) > half) or np.any(np.hypot(*xy.T) < clearance) or d.min() < min_spacing)
+
+
+def _repair(xy, half, clearance, min_spacing, rng, tries: int = 20000):
+    """Move offending microphones to random free places until every constraint holds."""
+    xy = xy.copy()
+    for _ in range(tries):
+        d = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))
+        d[np.diag_indices_from(d)] = np.inf
+        bad = np.flatnonzero((d.min(1) < min_spacing) | (np.hypot(*xy.T) < clearance)
+                             | np.any(np.abs(xy) > half, 1))
+        if bad.size == 0:
+            return xy
+        xy[bad[0]] = rng.uniform(-half, half, 2)
+    raise AcamError(f"cannot place the microphones {min_spacing} m apart in a {2 * half} m square; "
+                    "lower --min-spacing or raise --aperture")
