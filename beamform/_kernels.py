@@ -104,12 +104,13 @@ def cpu_kernels():
                 for kk in range(kc):
                     ob[b, kk] = tmp[kk, b]
 
-    @numba.njit(nogil=True, parallel=True, cache=True)
-    def steering_fill(gain, dtau, omega0, domega, out):  # pragma: no cover - compiled
+    @numba.njit(nogil=True, cache=True)
+    def steering_fill(gain, dtau, omega0, domega, out, p0, p1):  # pragma: no cover - compiled
+        # pixels p0..p1-1; callers run disjoint pixel ranges in threads (nogil)
         n_bins, n_pix, n_mics = out.shape
-        for p in numba.prange(n_pix):
-            z = np.empty(n_mics, np.complex128)
-            step = np.empty(n_mics, np.complex128)
+        z = np.empty(n_mics, np.complex128)
+        step = np.empty(n_mics, np.complex128)
+        for p in range(p0, p1):
             for m in range(n_mics):
                 z[m] = gain[p, m] * np.exp(1j * omega0 * dtau[p, m])
                 step[m] = np.exp(1j * domega * dtau[p, m])

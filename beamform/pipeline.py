@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ from .errors import AcamError
 from .filter_and_sum import Beamformer, frame_starts
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
-from .io import CubeWriter, RawRecording, atomic_output
+from .io import CubeWriter, RawRecording, aligned_empty, atomic_output
 from .steering import SPEED_OF_SOUND, SteeringSpec
 
 
@@ -111,28 +110,36 @@ def bf_digest(bf: Beamformer) -> str:
 
 
 def _stream(raw, bf, starts, block, writer, bar) -> None:
-    """Read, beamform and write blocks; the write of block i overlaps the compute of block i+1."""
+    """Read, beamform and write blocks of frames.  While block i is beamformed, block i+1 is read
+    and block i-1 written by two I/O threads."""
     xp = bf.xp
     rows, cols, n_bins = bf.cube_shape_per_frame
     # two host buffers so one can be written while the other is filled (no page faults per block)
-    host = [np.empty((block, rows, cols, n_bins), bf.real_dtype) for _ in range(2)]
+    host = [aligned_empty((block, rows, cols, n_bins), bf.real_dtype) for _ in range(2)]
     dev = xp.empty((block, rows, cols, n_bins), bf.real_dtype) if xp is not np else None
-    bf.steering  # build once, before the clock of the first block
-    with ThreadPoolExecutor(1) as io_pool:
+    firsts = list(range(0, len(starts), block))
+
+    def read(f0):
+        return raw.read_frames(starts[f0:f0 + block], bf.frame_len, bf.real_dtype)
+
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer_pool:
+        next_frames = reader.submit(read, firsts[0])
+        bf.steering  # built once, while the first block is read
         pending = None
-        for i, f0 in enumerate(range(0, len(starts), block)):
-            st = starts[f0:f0 + block]
-            frames = raw.read_frames(st, bf.frame_len, bf.real_dtype)
-            buf = host[i % 2][: len(st)]
+        for i, f0 in enumerate(firsts):
+            frames = next_frames.result()
+            if i + 1 < len(firsts):
+                next_frames = reader.submit(read, firsts[i + 1])
+            n = frames.shape[0]
+            buf = host[i % 2][:n]
             if dev is None:
                 bf.process(frames, out=buf)
             else:
-                d = bf.process(xp.asarray(frames), out=dev[: len(st)])
-                d.get(out=buf)
+                bf.process(xp.asarray(frames), out=dev[:n]).get(out=buf)
             if pending is not None:
                 pending.result()  # block i-1 written: its buffer is free for block i+1
-            pending = io_pool.submit(writer.write, f0, buf)
-            bar.update(len(st))
+            pending = writer_pool.submit(writer.write, f0, buf)
+            bar.update(n)
         if pending is not None:
             pending.result()
 

@@ -113,8 +113,14 @@ def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64):
     if xp is np:
         from ._kernels import cpu_kernels
 
+        from concurrent.futures import ThreadPoolExecutor
+
         out = np.empty(shape, dtype)
-        cpu_kernels().steering_fill(gain, dtau, 0.0, domega, out)
+        fill = cpu_kernels().steering_fill
+        n = _backend.cpu_threads()
+        edges = np.linspace(0, shape[1], n + 1).astype(int)
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(lambda i: fill(gain, dtau, 0.0, domega, out, edges[i], edges[i + 1]), range(n)))
         return out
     real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
     out = xp.empty(shape, dtype)

@@ -95,3 +95,15 @@ def test_write_raw_rejects_mismatch(tmp_path):
     with pytest.raises(AcamError, match="channels do not fit"):
         write_raw(tmp_path / "r.h5", np.zeros((10, 4)), 1000.0, np.zeros((3, 3)))
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["boxcar", "hann", "hamming", "blackman", "tukey", "tukey:0.3", "tukey:1"])
+@pytest.mark.parametrize("length", [7, 128, 1000])
+def test_windows_match_scipy(name, length):
+    import scipy.signal
+
+    from beamform.filter_and_sum import parse_window
+
+    base, _, arg = name.partition(":")
+    ref = scipy.signal.get_window((base, float(arg or 0.75)) if base == "tukey" else base, length)
+    np.testing.assert_allclose(parse_window(name, length), ref, atol=1e-12)

@@ -1,0 +1,70 @@
+"""The throughput benchmark runs end to end in its smoke configuration and writes a sound JSON.
+
+Timings are never asserted: they depend on the machine.  Only that every figure exists and is a
+positive finite number, and that the plain-NumPy baseline agrees with the beamformer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+POSITIVE_FIGURES = (
+    "peak.cpu_gemm_gflops", "peak.cpu_copy_gbps",
+    "compute.steering_first_s", "compute.steering_warm_s", "compute.block_s",
+    "compute.ms_per_frame", "compute.frames_per_s", "compute.realtime_factor", "compute.gflops",
+    "compute.peak_fraction",
+    "baseline.block_s", "baseline.realtime_factor", "baseline.gflops", "baseline.time_ratio",
+    "baseline.matmul_gflops",
+    "e2e.write_raw_s", "e2e.seconds", "e2e.first_run_s", "e2e.realtime_factor", "e2e.compute_estimate_s",
+    "cli.wall_s", "cli.realtime_factor", "cli.startup_s",
+    "memory.steering_mib", "memory.maxrss_after_e2e_mib", "memory.maxrss_end_mib",
+)
+
+
+def _positive_finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def test_smoke_run_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_beamform", "--smoke", "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Goals" in proc.stdout
+
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["mode"] == "smoke"
+    assert doc["device"] in ("cpu", "cuda")
+    assert "--smoke" in doc["command"]
+    for key in ("platform", "cpu_model", "usable_cpus", "versions", "threadpools"):
+        assert key in doc["machine"], key
+    assert {"numpy", "scipy", "numba"} <= set(doc["machine"]["versions"])
+
+    figures = doc["figures"]
+    expected = POSITIVE_FIGURES
+    if doc["device"] == "cuda":
+        expected += ("peak.gpu_gemm_gflops", "peak.gpu_copy_gbps")
+    for key in expected:
+        assert key in figures, key
+        fig = figures[key]
+        for stat in ("median", "min", "max"):
+            assert _positive_finite(fig[stat]), (key, stat, fig[stat])
+        assert fig["n"] == len(fig["samples"]) >= 1
+        assert all(_positive_finite(s) for s in fig["samples"]), (key, fig["samples"])
+    for key, fig in figures.items():  # derived figures may be negative (overheads), never NaN
+        assert math.isfinite(fig["median"]), key
+
+    # the timed repeats: medians of at least three runs
+    assert figures["compute.block_s"]["n"] >= 3
+    assert figures["peak.cpu_gemm_gflops"]["n"] >= 3
+    # correctness, not speed: the plain baseline computes the same cube
+    assert 0 <= figures["baseline.max_rel_diff"]["median"] < 1e-4
+
+    assert [g["met"] for g in doc["goals"]] == [None] * len(doc["goals"])
