@@ -499,19 +499,26 @@ def measure_end_to_end(report: Report, cfg: Config, device: str, workdir: Path) 
     report.add("memory.maxrss_after_e2e_mib", "5. Memory", "peak RSS of this process after e2e", "MiB",
                _maxrss_mib(), "includes the benchmark's own buffers")
 
-    # the command line once, in a fresh interpreter (start-up, imports and JIT cache load included)
+    # the whole command, in a fresh interpreter each time (start-up, imports, JIT cache load,
+    # steering build included); the first run is also reported on its own
     cube_cli = workdir / "cube_cli.h5"
     cmd = [sys.executable, "-m", "cli", "beamform", "run", str(raw), "--bins", str(cfg.bins),
            "--rows", str(cfg.rows), "--cols", str(cfg.cols), "--device", device,
            "-o", str(cube_cli), "--no-progress"]
+    walls, peak_kib = [], 0
     with CpuMeter() as meter:
-        wall, rc, peak_kib, log = run_watched(cmd, workdir / "cli.log")
-    if rc != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed ({rc}):\n{log}")
-    cube_cli.unlink()
-    wall = Timing([wall], meter.other_cores, meter.steal_cores)
+        for _ in range(cfg.heavy_repeats):
+            wall, rc, peak, log = run_watched(cmd, workdir / "cli.log")
+            if rc != 0:
+                raise RuntimeError(f"{shlex.join(cmd)} failed ({rc}):\n{log}")
+            cube_cli.unlink()
+            walls.append(wall)
+            peak_kib = max(peak_kib, peak or 0)
+    wall = Timing(walls, meter.other_cores, meter.steal_cores)
+    report.add("cli.first_wall_s", section, "`beamform run` command, first run alone", "s", walls[0],
+               "pays the first touch of fresh memory")
     report.add("cli.wall_s", section, "`beamform run` command, wall time", "s", wall,
-               "one run; includes Python start-up")
+               "fresh process each run; includes Python start-up")
     report.add("cli.realtime_factor", section, "`beamform run`: real-time factor", "x", wall.rate(audio))
     if peak_kib:
         report.add("memory.cli_peak_rss_mib", "5. Memory", "peak RSS of the `beamform run` process",
@@ -561,6 +568,8 @@ def evaluate_goals(report: Report, cfg: Config) -> list[dict]:
          report["compute.peak_fraction"].median, fraction_met),
         (f"end to end >= 8x real time on a 30 s recording{e2e_note}", f">= {GOAL_E2E_RTF:g}x",
          report["e2e.realtime_factor"].median, GOAL_E2E_RTF),
+        (f"whole `beamform run` command >= 8x real time{e2e_note}", f">= {GOAL_E2E_RTF:g}x",
+         report["cli.realtime_factor"].median, GOAL_E2E_RTF),
     ]
     return [{"goal": name, "target": target, "measured": value,
              "met": None if smoke else bool(value >= threshold)}
