@@ -81,13 +81,14 @@ def beamform_group():
 @click.option("--room", type=click.Choice(["anechoic", "shoebox"]), default="anechoic", show_default=True)
 @click.option("--room-dim", default="7,6,3", show_default=True, help="Shoebox size x,y,z (z up), metres.")
 @click.option("--rt60", default=0.5, show_default=True, help="Shoebox reverberation time, seconds.")
+@click.option("--absorption", type=float, default=None, help="Wall energy absorption 0-1, instead of --rt60.")
 @click.option("--max-order", type=int, default=None, help="Image-source order (default: from RT60, at most 12).")
 @click.option("--array-pos", default=None, help="Array centre in room coordinates x,y,z (default: 1 m from a wall, centred).")
 @click.option("--noise-snr", type=float, default=None, help="Add diffuse noise at this SNR (dB).")
 @click.option("--sample-rate", default=12288.0, show_default=True, help="Hz (the sensor's rate).")
 @click.option("--frame-rate", default=12.0, show_default=True, help="Video frames per second.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the source signals and noise.")
-def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, max_order, array_pos,
+def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, absorption, max_order, array_pos,
                  noise_snr, sample_rate, frame_rate, seed):
     """Simulate a recording of the array with pyroomacoustics and write it as a raw .h5 file."""
     from beamform.geometry import ArrayGeometry
@@ -98,7 +99,8 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ma
     if sources:
         kw["sources"] = tuple(SourceSpec.parse(s) for s in sources)
     scene = Scene(duration=duration, sample_freq=sample_rate, room=room,
-                  room_dim=_floats(room_dim, 3, "--room-dim"), rt60=rt60, max_order=max_order,
+                  room_dim=_floats(room_dim, 3, "--room-dim"), rt60=rt60, absorption=absorption,
+                  max_order=max_order,
                   array_position=_floats(array_pos, 3, "--array-pos") if array_pos else None,
                   noise_snr=noise_snr, seed=seed, frame_rate=frame_rate, **kw)
     geom = ArrayGeometry.from_file(array_file) if array_file else None

@@ -149,6 +149,9 @@ class Scene:
         Shoebox size (x, y, z up), metres.
     rt60 : float
         Shoebox reverberation time, seconds (sets absorption and image order by Sabine's formula).
+    absorption : float or None
+        Wall energy absorption (0-1) instead of ``rt60``; the image order is then ``max_order``
+        (default 10).
     max_order : int or None
         Image-source order; None: from ``rt60``, capped at ``max_order_cap``.
     array_position : tuple or None
@@ -167,6 +170,7 @@ class Scene:
     room: str = "anechoic"
     room_dim: tuple = (7.0, 6.0, 3.0)
     rt60: float = 0.5
+    absorption: float | None = None
     max_order: int | None = None
     max_order_cap: int = 12
     array_position: tuple | None = None
@@ -190,6 +194,8 @@ class Scene:
                 raise AcamError(f"room_dim={self.room_dim} must be three positive lengths")
             if not self.rt60 > 0:
                 raise AcamError(f"rt60={self.rt60} s must be positive")
+            if self.absorption is not None and not 0 < self.absorption <= 1:
+                raise AcamError(f"absorption={self.absorption} must lie in (0, 1]")
 
 
 def to_room(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -242,8 +248,12 @@ def simulate(scene: Scene, geometry: ArrayGeometry | None = None, extra_points=N
             if np.any(pts <= 0) or np.any(pts >= dim[None, :]):
                 raise AcamError(f"a {name} lies outside the {tuple(dim)} m room; move the array "
                                 "(array_position) or the sources")
-        absorption, order = pra.inverse_sabine(scene.rt60, dim)
-        order = scene.max_order if scene.max_order is not None else min(order, scene.max_order_cap)
+        if scene.absorption is not None:
+            absorption, order = scene.absorption, 10
+        else:
+            absorption, order = pra.inverse_sabine(scene.rt60, dim)
+            order = min(order, scene.max_order_cap)
+        order = scene.max_order if scene.max_order is not None else order
         room = pra.ShoeBox(dim, fs=int(fs), materials=pra.Material(absorption), max_order=int(order))
     pad = int(0.05 * fs)
     for s, p in zip(scene.sources, src_room):

@@ -81,3 +81,31 @@ def test_power_convention_free_field(kind):
     centre = rec["extra"][: n * bf.frame_len, 0]
     expected = np.mean(centre ** 2)
     assert abs(10 * np.log10(level / expected)) < 1.0
+
+
+def test_diffuse_noise_has_the_spherical_coherence(rng):
+    """Spherically isotropic noise: coherence between two points d apart is sinc(2 f d / c)."""
+    import scipy.signal
+
+    from beamform.simulate import diffuse_noise
+
+    fs, d = 12288.0, 0.06
+    x = diffuse_noise(np.array([[0.0, 0, 0], [d, 0, 0]]), 12288 * 8, fs, rng, n_waves=512)
+    f, pxy = scipy.signal.csd(x[:, 0], x[:, 1], fs, nperseg=256)
+    _, pxx = scipy.signal.welch(x[:, 0], fs, nperseg=256)
+    _, pyy = scipy.signal.welch(x[:, 1], fs, nperseg=256)
+    coh = np.real(pxy) / np.sqrt(pxx * pyy)
+    sel = (f > 200) & (f < 5500)
+    np.testing.assert_allclose(coh[sel], np.sinc(2 * f[sel] * d / 343.0), atol=0.1)
+
+
+def test_shoebox_with_absorption_and_noise_still_localises():
+    from beamform.simulate import Scene, SourceSpec, simulate
+
+    grid = CameraGrid()
+    pos = (-0.5, -0.2, 2.2)
+    rec = simulate(Scene((SourceSpec(pos, "noise"),), duration=0.5, room="shoebox", absorption=0.4,
+                         max_order=6, noise_snr=0.0, seed=2))
+    row, col = peak(band_map(rec, grid))
+    want = grid.pixel_of(pos)
+    assert abs(row - want[0]) <= 1 and abs(col - want[1]) <= 1
