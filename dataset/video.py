@@ -1,0 +1,119 @@
+"""Rendered video for simulated sequences: a person and an object at the source's image position.
+
+What the picture shows, and why it is an honest cue:
+
+- The background depends on the scenario: 1 a dark room lined with foam wedges, 2 an office wall
+  with desks, screens and clutter (more in every sequence, drawn per sequence), 3 sky and a terrace
+  floor with plants.  It says where, not what.
+- The person (head, torso, two hands) stands at the projection of the source's position, scaled by
+  its distance; shirt colour and height belong to the subject, not the action.
+- The hands move with the action's rhythm (their motion follows the envelope of the sound the
+  subject makes), as hands do in real video.
+- The object in the hands comes from a small set of props shared by several actions (no prop:
+  clapping, snapping fingers, speaking, whistling; small toy: kendama, peanuts; keyboard / mouse
+  block: typing, clicking; tool: knocking, hammering, stick dropping; sheet: paper ripping, paper
+  shaking, plastic crumpling), with jittered colour and size and frames where it is hidden.  So the
+  picture narrows the action down to a group; the motion tells more; neither gives it away.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from beamform.grid import CameraGrid
+
+PROP_OF_ACTION = {0: None, 1: None, 2: None, 3: None, 4: "toy", 5: "block", 6: "block", 7: "tool",
+                  8: "tool", 9: "toy", 10: "sheet", 11: "sheet", 12: "sheet", 13: "tool"}
+PROPS = {"toy": ((200, 60, 50), (0.05, 0.05)), "block": ((70, 70, 80), (0.12, 0.05)),
+         "tool": ((120, 90, 60), (0.04, 0.25)), "sheet": ((235, 235, 225), (0.2, 0.28))}
+
+
+def background(scenario: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """One background image (h, w, 3) uint8 for a sequence of the scenario."""
+    img = np.zeros((h, w, 3), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    if scenario == 1:
+        img[:] = (45, 45, 50)
+        wedge = ((xx // max(2, w // 24) + yy // max(2, h // 18)) % 2) * 18
+        img += wedge[..., None]
+    elif scenario == 2:
+        img[:] = (185, 180, 170)
+        img[int(h * 0.7):] = (120, 110, 100)
+        for _ in range(int(rng.integers(6, 14))):
+            y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+            hh, ww = int(rng.integers(h // 12, h // 4)), int(rng.integers(w // 12, w // 4))
+            img[y0:y0 + hh, x0:x0 + ww] = rng.uniform(30, 230, 3)
+    else:
+        sky = np.linspace(150, 230, h)[:, None]
+        img[..., 0], img[..., 1], img[..., 2] = sky * 0.6, sky * 0.8, sky
+        img[int(h * 0.6):] = (150, 140, 120)
+        for _ in range(int(rng.integers(3, 7))):
+            cy, cx, r = rng.integers(int(h * 0.5), h), rng.integers(0, w), rng.integers(h // 16, h // 6)
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2] = (40, rng.uniform(90, 150), 40)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _disc(img, cy, cx, r, colour):
+    h, w = img.shape[:2]
+    y0, y1 = max(0, int(cy - r)), min(h, int(cy + r) + 1)
+    x0, x1 = max(0, int(cx - r)), min(w, int(cx + r) + 1)
+    if y0 >= y1 or x0 >= x1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    img[y0:y1, x0:x1][(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = colour
+
+
+def _rect(img, cy, cx, hh, ww, colour):
+    h, w = img.shape[:2]
+    y0, y1 = max(0, int(cy - hh / 2)), min(h, int(cy + hh / 2) + 1)
+    x0, x1 = max(0, int(cx - ww / 2)), min(w, int(cx + ww / 2) + 1)
+    if y0 < y1 and x0 < x1:
+        img[y0:y1, x0:x1] = colour
+
+
+def render(action: int, scenario: int, subject: int, track: np.ndarray, envelope: np.ndarray,
+           size: tuple[int, int], grid: CameraGrid, rng: np.random.Generator) -> np.ndarray:
+    """Frames of one sequence.
+
+    Parameters
+    ----------
+    track : np.ndarray [shape=(n_frames, 3)]
+        Source (hands) position per frame, metres, array frame.
+    envelope : np.ndarray [shape=(n_frames,)]
+        Sound level per frame, 0-1 (drives the hands).
+    size : (height, width)
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, height, width, 3), uint8]
+    """
+    h, w = size
+    n = len(track)
+    bg = background(scenario, h, w, rng)
+    srng = np.random.default_rng([subject, 31337])
+    shirt = srng.uniform(40, 220, 3)
+    tall = srng.uniform(0.9, 1.1)
+    prop = PROP_OF_ACTION[action]
+    if prop is not None:
+        colour, (pw, ph) = PROPS[prop]
+        colour = np.clip(np.array(colour) + rng.normal(0, 25, 3), 0, 255)
+        pw, ph = pw * rng.uniform(0.7, 1.3), ph * rng.uniform(0.7, 1.3)
+    hidden = rng.random(n) < 0.2
+    frames = np.empty((n, h, w, 3), np.uint8)
+    fx = w / (2 * np.tan(np.radians(grid.hfov) / 2))
+    fy = h / (2 * np.tan(np.radians(grid.vfov) / 2))
+    for t in range(n):
+        img = bg.copy()
+        x, y, z = track[t]
+        cx, cy = w / 2 + fx * x / z, h / 2 - fy * y / z
+        s = fy / z                                  # pixels per metre at the subject
+        _rect(img, cy - 0.35 * s * tall, cx, 0.6 * s * tall, 0.38 * s, shirt)       # torso
+        _disc(img, cy - 0.78 * s * tall, cx, 0.11 * s, (215, 180, 150))             # head
+        swing = 0.08 * s * envelope[t]
+        for side in (-1, 1):                                                      # hands
+            _disc(img, cy + side * swing * 0.3, cx + side * (0.12 * s - swing), 0.045 * s, (215, 180, 150))
+        if prop is not None and not hidden[t]:
+            _rect(img, cy + 0.05 * s, cx, ph * s, pw * s, colour)
+        noise = rng.normal(0, 4, (h, w, 1))
+        frames[t] = np.clip(img + noise, 0, 255).astype(np.uint8)
+    return frames
