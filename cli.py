@@ -294,13 +294,117 @@ def geometry_compare(array_files, freqs, band, output, hfov, vfov, focus):
     _report(array_files, freqs, band, output, hfov, vfov, focus)
 
 
+# ---------------------------------------------------------------------------------------- dataset
+@acam.group("dataset", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def dataset_group():
+    """The audio-visual action dataset: simulated end to end, or imported from real files.
+
+    \b
+      acam dataset build --preset tiny -o data/tiny     seconds; what the tests use
+      acam dataset build --preset small -o data/small   minutes on a laptop CPU
+      acam dataset info data/small                      counts per action/scenario/subject/split
+      acam dataset mfcc cube.h5 -o mfcc.h5              512 bins -> 12 MFCC per pixel
+      acam dataset import-tfrecord DIR -o data/real     the authors' record format
+      acam dataset import-dc DIR -o raw.h5              the sensor's raw .dc frame files
+    """
+
+
+@dataset_group.command("build")
+@click.option("--preset", type=click.Choice(["tiny", "small", "paper"]), default="tiny", show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--cubes", type=click.Choice(["float16", "float32"]), default=None,
+              help="Also store full 512-bin cubes (3.5 MB per frame in float32).")
+@click.option("--keep-raw", is_flag=True, help="Also store the 128-channel recordings.")
+@click.option("--limit", type=int, default=None, help="Build at most this many missing sequences.")
+@click.option("--progress/--no-progress", default=None)
+def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, progress):
+    """Simulate, beamform and store a dataset; resumes where an interrupted build stopped."""
+    import time
+
+    from dataset.build import build
+    from dataset.store import Dataset
+
+    t0 = time.perf_counter()
+    build(output, preset, seed, device, cubes, keep_raw, sys.stderr.isatty() if progress is None else progress,
+          limit)
+    info = Dataset(output).info()
+    click.echo(f"{output}: {info['built']}/{info['sequences']} sequences, {info['seconds']:.0f} s of audio, "
+               f"{info['bytes'] / 2 ** 20:.1f} MiB, {time.perf_counter() - t0:.1f} s")
+
+
+@dataset_group.command("info")
+@click.argument("folder", type=click.Path(file_okay=False))
+def dataset_info(folder):
+    """Counts per action, scenario, subject and split, and the size on disk."""
+    from dataset.sounds import ACTIONS
+    from dataset.store import Dataset
+
+    d = Dataset(folder)
+    info = d.info()
+    click.echo(f"{folder}: {info['built']} of {info['sequences']} sequences built, {info['frames']} frames "
+               f"({info['seconds']:.0f} s), {info['bytes'] / 2 ** 20:.1f} MiB")
+    names = d.manifest.get("actions", list(ACTIONS))
+    click.echo("per action:   " + ", ".join(f"{names[int(k)]} {v}" for k, v in info["per_action"].items()))
+    click.echo("per scenario: " + ", ".join(f"{k}: {v}" for k, v in info["per_scenario"].items()))
+    click.echo("per subject:  " + ", ".join(f"{k}: {v}" for k, v in info["per_subject"].items()))
+    click.echo("per split:    " + ", ".join(f"{k}: {info['per_split'].get(k, 0)}" for k in ("train", "val", "test")))
+
+
+@dataset_group.command("mfcc")
+@click.argument("cube", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--units", type=click.Choice(["lab", "cube"]), default="lab", show_default=True,
+              help="lab: undo the cube's power normalisation first, as the lab's code sees |rfft|^2.")
+@click.option("--true-bins", is_flag=True, help="Place mel filters on the cube's real bin frequencies "
+              "instead of the lab code's 12 800 Hz assumption.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def dataset_mfcc(cube, output, units, true_bins, device):
+    """Compress a cube file (n, 36, 48, 512) into an MFCC cube (n, 36, 48, 12)."""
+    from dataset.mfcc_file import mfcc_file
+
+    n = mfcc_file(cube, output, units, None if true_bins else 12800.0, device)
+    click.echo(f"wrote {output}: {n} frames x 12 coefficients per pixel")
+
+
+@dataset_group.command("import-tfrecord")
+@click.argument("src", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+def dataset_import_tfrecord(src, output):
+    """Import the authors' GZIP TFRecord SequenceExamples (no TensorFlow needed)."""
+    from dataset.importers import import_tfrecord
+
+    m = import_tfrecord(src, output)
+    click.echo(f"wrote {output}: {len(m['sequences'])} sequences")
+
+
+@dataset_group.command("import-dc")
+@click.argument("src", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Raw recording (.h5).")
+@click.option("--array", "array_file", type=click.Path(dir_okay=False), help="The sensor's microphone positions.")
+@click.option("--bad-mics", default="79,105", show_default=True, help="0-based broken microphones ('' for none).")
+def dataset_import_dc(src, output, array_file, bad_mics):
+    """Concatenate the sensor's raw .dc frame files (int32 128 x 1024) into a raw recording."""
+    from beamform.geometry import ArrayGeometry
+    from dataset.importers import import_dc
+
+    try:
+        bad = [int(x) for x in bad_mics.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{bad_mics!r} is not a list of microphone numbers") from None
+    n = import_dc(src, output, ArrayGeometry.from_file(array_file) if array_file else None, bad)
+    click.echo(f"wrote {output}: {n} frames ({n / 12:.1f} s)")
+
+
 # ------------------------------------------------------------------------------------------ learn
 @acam.group("learn", cls=_Group, invoke_without_command=True,
             context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def learn_group(ctx):
     """Teachers, students and distillation (not built yet: see the project's open issues)."""
-    raise click.ClickException("the learn commands are not built yet; this release has the beamformer only")
+    raise click.ClickException("the learn commands are not built yet; this release has the beamformer "
+                               "and the dataset only")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,350 @@
+"""Importers for real data: the authors' TFRecord files and the sensor's raw ``.dc`` frames.
+
+TFRecord (no TensorFlow needed)
+    A file is a stream of records, each ``uint64 length | uint32 masked CRC-32C of length | data |
+    uint32 masked CRC-32C of data`` (little endian), usually GZIP-compressed as a whole.  Each record
+    holds one ``tensorflow.SequenceExample`` protobuf, parsed here from the wire format.  The authors
+    store one second per record: context (int64) ``action``, ``location`` (0-based), ``subject``
+    (0-based), ``audio_image/{height,width,depth}``, ``audio_data/{mics,samples}``,
+    ``video/{height,width,depth}``; sequence features, 12 per record, each one raw little-endian
+    C-order array: ``audio/image`` float32 36x48x12, ``audio/data`` int32 1x1024, ``video/image``
+    uint8 480x640x3 in BGR order.
+    A sequence is the records of one folder that share action, location and subject, in file-name
+    order; it becomes one sequence file of our layout (``mfcc`` from ``audio/image``, ``mono`` from
+    ``audio/data`` in the sensor's integer counts, ``video`` converted to RGB) and the manifest gets
+    the paper's splits.
+
+Sensor ``.dc`` frames
+    One file per video frame: int32, 128 microphones x 1024 samples in Fortran order.  Files are
+    taken in natural name order and concatenated into a raw recording (``time_data`` int32 at
+    12 288 Hz, 12 fps) with a broken-microphone mask (the authors' device: 79 and 105, 0-based).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import struct
+from collections import defaultdict
+
+import h5py
+import numpy as np
+
+from beamform.errors import AcamError, FormatError
+from beamform.geometry import ArrayGeometry, default_array
+from beamform.io import atomic_output
+
+DC_MICS, DC_SAMPLES = 128, 1024
+DC_BAD_MICS = (79, 105)
+SENSOR_RATE = 12288.0
+
+
+# ------------------------------------------------------------------------------ TFRecord framing
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _open_maybe_gzip(path):
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def iter_records(path):
+    """Yield the payload of every record of a TFRecord file (GZIP or plain), checking both CRCs."""
+    i = 0
+    try:
+        with _open_maybe_gzip(path) as f:
+            while True:
+                head = f.read(12)
+                if not head:
+                    return
+                if len(head) < 12:
+                    raise FormatError(f"{path}: record {i}: truncated header")
+                length, len_crc = struct.unpack("<QI", head)
+                if _masked_crc(head[:8]) != len_crc:
+                    raise FormatError(f"{path}: record {i}: corrupt length (CRC mismatch)")
+                data = f.read(length)
+                tail = f.read(4)
+                if len(data) < length or len(tail) < 4:
+                    raise FormatError(f"{path}: record {i}: truncated data")
+                if _masked_crc(data) != struct.unpack("<I", tail)[0]:
+                    raise FormatError(f"{path}: record {i}: corrupt data (CRC mismatch)")
+                yield data
+                i += 1
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise FormatError(f"{path}: record {i}: cannot read ({exc})") from None
+
+
+def write_records(path, payloads, compress: bool = True) -> None:
+    """Write payloads as a TFRecord file (GZIP by default)."""
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        for data in payloads:
+            head = struct.pack("<Q", len(data))
+            f.write(head + struct.pack("<I", _masked_crc(head)) + data + struct.pack("<I", _masked_crc(data)))
+
+
+# ----------------------------------------------------------------------------- protobuf wire format
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """Yield (field number, wire type, value) of a protobuf message."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            val, pos = _varint(buf, pos)
+        elif wt == 2:
+            n, pos = _varint(buf, pos)
+            if pos + n > len(buf):
+                raise ValueError("truncated field")
+            val, pos = buf[pos:pos + n], pos + n
+        elif wt == 5:
+            val, pos = buf[pos:pos + 4], pos + 4
+        elif wt == 1:
+            val, pos = buf[pos:pos + 8], pos + 8
+        else:
+            raise ValueError(f"unsupported wire type {wt}")
+        yield num, wt, val
+
+
+def _feature(buf: bytes):
+    """A tf.train.Feature -> ('bytes', [..]) | ('float', array) | ('int64', array)."""
+    for num, _, val in _fields(buf):
+        if num == 1:
+            return "bytes", [v for n, _, v in _fields(val) if n == 1]
+        if num == 2:
+            vals = []
+            for n, wt, v in _fields(val):
+                if n == 1:
+                    vals.append(np.frombuffer(v, "<f4") if wt in (2, 5) else np.array([], "<f4"))
+            return "float", np.concatenate(vals) if vals else np.array([], "<f4")
+        if num == 3:
+            vals = []
+            for n, wt, v in _fields(val):
+                if n != 1:
+                    continue
+                if wt == 0:
+                    vals.append(v)
+                else:
+                    p = 0
+                    while p < len(v):
+                        x, p = _varint(v, p)
+                        vals.append(x)
+            arr = np.array(vals, np.uint64).astype(np.int64)
+            return "int64", arr
+    return "bytes", []
+
+
+def _map(buf: bytes, parse_value):
+    out = {}
+    for num, _, entry in _fields(buf):
+        if num != 1:
+            continue
+        key, value = None, b""
+        for n, _, v in _fields(entry):
+            if n == 1:
+                key = v.decode()
+            elif n == 2:
+                value = v
+        out[key] = parse_value(value)
+    return out
+
+
+def parse_sequence_example(buf: bytes) -> tuple[dict, dict]:
+    """Context features and feature lists of a serialized ``tf.train.SequenceExample``."""
+    context, lists = {}, {}
+    for num, _, val in _fields(buf):
+        if num == 1:
+            context = _map(val, _feature)
+        elif num == 2:
+            lists = _map(val, lambda b: [_feature(v) for n, _, v in _fields(b) if n == 1])
+    return context, lists
+
+
+def _key(num: int, wt: int) -> bytes:
+    return _enc_varint(num << 3 | wt)
+
+
+def _enc_varint(x: int) -> bytes:
+    out = bytearray()
+    x &= (1 << 64) - 1
+    while True:
+        b = x & 0x7F
+        x >>= 7
+        out.append(b | (0x80 if x else 0))
+        if not x:
+            return bytes(out)
+
+
+def _ld(num: int, payload: bytes) -> bytes:
+    return _key(num, 2) + _enc_varint(len(payload)) + payload
+
+
+def encode_feature(kind: str, values) -> bytes:
+    if kind == "bytes":
+        inner = b"".join(_ld(1, v) for v in values)
+        return _ld(1, inner)
+    if kind == "int64":
+        packed = b"".join(_enc_varint(int(v)) for v in values)
+        return _ld(3, _ld(1, packed))
+    if kind == "float":
+        return _ld(2, _ld(1, np.asarray(values, "<f4").tobytes()))
+    raise ValueError(kind)
+
+
+def encode_sequence_example(context: dict, lists: dict) -> bytes:
+    """Serialize ``{name: (kind, values)}`` context and ``{name: [(kind, values), ...]}`` lists."""
+    ctx = b"".join(_ld(1, _ld(1, k.encode()) + _ld(2, encode_feature(*v))) for k, v in context.items())
+    fl = b"".join(_ld(1, _ld(1, k.encode()) + _ld(2, b"".join(_ld(1, encode_feature(*f)) for f in v)))
+                  for k, v in lists.items())
+    return _ld(1, ctx) + _ld(2, fl)
+
+
+# --------------------------------------------------------------------------------- TFRecord import
+def _natural(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _ctx_int(ctx, key, path, i):
+    if key not in ctx or ctx[key][0] != "int64" or len(ctx[key][1]) != 1:
+        raise FormatError(f"{path}: record {i}: context feature {key!r} missing or not one int64")
+    return int(ctx[key][1][0])
+
+
+def _decode_record(buf: bytes, path: str, i: int) -> dict:
+    try:
+        ctx, lists = parse_sequence_example(buf)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: record {i}: not a SequenceExample ({exc})") from None
+    g = lambda k: _ctx_int(ctx, k, path, i)  # noqa: E731
+    shapes = {"audio/image": ((g("audio_image/height"), g("audio_image/width"), g("audio_image/depth")), "<f4"),
+              "audio/data": ((g("audio_data/mics"), g("audio_data/samples")), "<i4"),
+              "video/image": ((g("video/height"), g("video/width"), g("video/depth")), "u1")}
+    out = {"action": g("action"), "location": g("location"), "subject": g("subject")}
+    for name, (shape, dtype) in shapes.items():
+        if name not in lists:
+            raise FormatError(f"{path}: record {i}: sequence feature {name!r} missing")
+        frames = []
+        for j, (kind, vals) in enumerate(lists[name]):
+            if kind != "bytes" or len(vals) != 1:
+                raise FormatError(f"{path}: record {i}: {name}[{j}] is not one bytes value")
+            arr = np.frombuffer(vals[0], dtype)
+            if arr.size != int(np.prod(shape)):
+                raise FormatError(f"{path}: record {i}: {name}[{j}] holds {arr.size} values, "
+                                  f"expected {shape}")
+            frames.append(arr.reshape(shape))
+        out[name] = np.stack(frames) if frames else np.zeros((0,) + shape, dtype)
+    n = {len(out[k]) for k in shapes}
+    if len(n) != 1:
+        raise FormatError(f"{path}: record {i}: feature lists have different lengths {sorted(n)}")
+    return out
+
+
+def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
+    """Import a folder tree of the authors' TFRecord files into a dataset folder (see module docs)."""
+    from .store import assign_splits, sequence_name, write_manifest
+    from .sounds import ACTIONS
+
+    src_dir, out_dir = os.fspath(src_dir), os.fspath(out_dir)
+    if not os.path.isdir(src_dir):
+        raise AcamError(f"{src_dir!r} is not a folder")
+    files = []
+    for root, _, names in os.walk(src_dir):
+        files += [os.path.join(root, n) for n in names if n.endswith((".tfrecord", ".tfrecords", ".gz"))]
+    if not files:
+        raise AcamError(f"no .tfrecord files under {src_dir!r}")
+    files.sort(key=lambda p: (os.path.dirname(p), _natural(os.path.basename(p))))
+    groups: dict = defaultdict(list)
+    for path in files:
+        for i, buf in enumerate(iter_records(path)):
+            rec = _decode_record(buf, path, i)
+            groups[(os.path.dirname(path), rec["action"], rec["location"], rec["subject"])].append(rec)
+    os.makedirs(os.path.join(out_dir, "sequences"), exist_ok=True)
+    seqs = []
+    reps: dict = defaultdict(int)
+    for (folder, action, location, subject), recs in groups.items():
+        rep = reps[(action, location, subject)]
+        reps[(action, location, subject)] += 1
+        name = sequence_name(action, location + 1, subject, rep)
+        mfcc = np.concatenate([r["audio/image"] for r in recs]).astype(np.float32)
+        mono = np.concatenate([r["audio/data"][:, 0, :].reshape(-1) for r in recs]).astype(np.float32)
+        video = np.concatenate([r["video/image"][..., ::-1] for r in recs])
+        frame_len = recs[0]["audio/data"].shape[-1]
+        path = os.path.join(out_dir, "sequences", name + ".h5")
+        with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("mfcc", data=mfcc)
+            f.create_dataset("mono", data=mono)
+            f.create_dataset("video", data=video, chunks=(1,) + video.shape[1:], compression="gzip",
+                             compression_opts=4)
+            f.attrs.update({"action": action, "action_name": ACTIONS[action] if action < len(ACTIONS) else "",
+                            "scenario": location + 1, "subject": subject, "repetition": rep,
+                            "sample_freq": SENSOR_RATE, "frame_rate": 12.0, "frame_len": frame_len,
+                            "source": os.path.abspath(folder), "mono_units": "sensor counts"})
+        seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": action,
+                     "action_name": ACTIONS[action] if action < len(ACTIONS) else "",
+                     "scenario": location + 1, "subject": subject, "repetition": rep,
+                     "n_frames": int(len(mfcc)), "blocks": max(1, int(np.ceil(len(mfcc) / 120)))})
+    splits = assign_splits([s["name"] for s in seqs])
+    for s in seqs:
+        s["split"] = splits[s["name"]]
+    manifest = {"kind": "acam-dataset", "imported_from": os.path.abspath(src_dir), "seed": None,
+                "preset": None, "sample_freq": SENSOR_RATE, "frame_rate": 12.0, "sequences": seqs}
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+# -------------------------------------------------------------------------------------- .dc import
+def import_dc(src_dir, out_path, array: ArrayGeometry | None = None, bad_mics=DC_BAD_MICS) -> int:
+    """Concatenate a folder of ``.dc`` frame files into a raw recording; returns the frame count."""
+    src_dir = os.fspath(src_dir)
+    if not os.path.isdir(src_dir):
+        raise AcamError(f"{src_dir!r} is not a folder")
+    files = sorted((n for n in os.listdir(src_dir) if n.lower().endswith(".dc")), key=_natural)
+    if not files:
+        raise AcamError(f"no .dc files in {src_dir!r}")
+    geometry = array or default_array()
+    if geometry.n_mics != DC_MICS:
+        raise AcamError(f"{DC_MICS} channels do not fit {geometry.n_mics} microphones of the array file")
+    frame_bytes = DC_MICS * DC_SAMPLES * 4
+    mask = np.zeros(DC_MICS, bool)
+    for m in bad_mics:
+        if not 0 <= int(m) < DC_MICS:
+            raise AcamError(f"bad microphone {m} is outside 0..{DC_MICS - 1}")
+        mask[int(m)] = True
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as f:
+        td = f.create_dataset("time_data", (len(files) * DC_SAMPLES, DC_MICS), np.int32)
+        for i, name in enumerate(files):
+            path = os.path.join(src_dir, name)
+            size = os.path.getsize(path)
+            if size != frame_bytes:
+                raise FormatError(f"{path}: {size} bytes; a .dc frame holds {frame_bytes} "
+                                  f"({DC_MICS} x {DC_SAMPLES} int32)")
+            frame = np.fromfile(path, "<i4").reshape((DC_MICS, DC_SAMPLES), order="F")
+            frame = frame.T.copy()
+            frame[:, mask] = 0
+            td[i * DC_SAMPLES:(i + 1) * DC_SAMPLES] = frame
+        td.attrs["sample_freq"] = SENSOR_RATE
+        f.attrs.update({"sample_freq": SENSOR_RATE, "frame_rate": 12.0, "source": os.path.abspath(src_dir),
+                        "positions_note": "array file given" if array else
+                        "the sensor's positions are unpublished: acam's default layout stands in"})
+        f.create_dataset("mic_positions", data=geometry.positions)
+        f.create_dataset("bad_mics", data=mask)
+    return len(files)

@@ -1,0 +1,34 @@
+"""``acam dataset mfcc``: a cube file -> an MFCC cube file, streamed in blocks of frames."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+
+from beamform import _backend
+from beamform.io import Cube, atomic_output
+
+from .mfcc import cube_mfcc_settings, mfcc
+
+
+def mfcc_file(cube_path, out_path, units: str = "lab", assumed_rate: float | None = 12800.0,
+              device: str = "auto", block: int = 64) -> int:
+    """Write ``mfcc`` (n_frames, rows, cols, 12) float32 with the cube's other datasets and
+    attributes; returns the number of frames."""
+    xp = _backend.xp_for(_backend.resolve_device(device))
+    with Cube.open(cube_path) as cube:
+        bin_hz, factor = cube_mfcc_settings(cube.attrs, units, assumed_rate)
+        n, rows, cols, _ = cube.cube.shape
+        with atomic_output(out_path, protect=(os.fspath(cube_path),)) as tmp, h5py.File(tmp, "w") as f:
+            out = f.create_dataset("mfcc", (n, rows, cols, 12), "float32")
+            for name in ("frequencies", "look_points", "source_positions", "mic_positions"):
+                if name in cube.file:
+                    f.create_dataset(name, data=cube.file[name][()])
+            f.attrs.update(cube.attrs)
+            f.attrs.update({"mfcc_units": units, "mfcc_bin_hz": bin_hz,
+                            "source_cube": os.path.abspath(os.fspath(cube_path))})
+            for b0 in range(0, n, block):
+                x = xp.asarray(cube.cube[b0:b0 + block])
+                out[b0:b0 + x.shape[0]] = _backend.to_host(mfcc(x, bin_hz, factor))
+    return n
