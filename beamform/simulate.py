@@ -298,11 +298,16 @@ def diffuse_noise(positions: np.ndarray, n: int, fs: float, rng: np.random.Gener
     phi = np.pi * (1 + 5 ** 0.5) * i
     dirs = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], 1)
     delays = dirs @ np.asarray(positions, float).T / c                        # (W, M)
-    _, _, waves = scipy.signal.stft(rng.standard_normal((n_waves, n)), fs, nperseg=nperseg)  # (W, F, T)
-    freqs = np.fft.rfftfreq(nperseg, 1 / fs)
-    mix = np.exp(-2j * np.pi * freqs[:, None, None] * delays.T[None, :, :])   # (F, M, W)
-    spec = np.matmul(mix, waves.transpose(1, 0, 2))                          # (F, M, T)
-    _, x = scipy.signal.istft(spec.transpose(1, 0, 2), fs, nperseg=nperseg)  # (M, n')
+    import scipy.fft
+
+    from ._backend import cpu_threads
+
+    with scipy.fft.set_workers(cpu_threads()):
+        _, _, waves = scipy.signal.stft(rng.standard_normal((n_waves, n)), fs, nperseg=nperseg)  # (W, F, T)
+        freqs = np.fft.rfftfreq(nperseg, 1 / fs)
+        mix = np.exp(-2j * np.pi * freqs[:, None, None] * delays.T[None, :, :])   # (F, M, W)
+        spec = np.matmul(mix, waves.transpose(1, 0, 2))                          # (F, M, T)
+        _, x = scipy.signal.istft(spec.transpose(1, 0, 2), fs, nperseg=nperseg)  # (M, n')
     x = x[:, :n]
     if x.shape[1] < n:
         x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
