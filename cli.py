@@ -398,13 +398,138 @@ def dataset_import_dc(src, output, array_file, bad_mics):
 
 
 # ------------------------------------------------------------------------------------------ learn
-@acam.group("learn", cls=_Group, invoke_without_command=True,
-            context_settings={"help_option_names": ["-h", "--help"]})
-@click.pass_context
-def learn_group(ctx):
-    """Teachers, students and distillation (not built yet: see the project's open issues)."""
-    raise click.ClickException("the learn commands are not built yet; this release has the beamformer "
-                               "and the dataset only")
+@acam.group("learn", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def learn_group():
+    """Teachers, students and distillation on a dataset folder (needs the 'learn' extra: torch).
+
+    \b
+      learn train --model dualcamnet --data data/small --train-on all -o runs/dcn
+      learn train --model hearnet --data data/small -o runs/hear_g
+      learn distill --teacher runs/dcn --student hearnet --lambda 0.5 --temperature 1 -o runs/hear_d
+      learn evaluate runs/hear_d --test-on 1,2,3
+      learn reproduce --data data/tiny -o runs/t --epochs 1
+    """
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise click.ClickException("the learn commands need PyTorch: pip install -e '.[learn]'") from None
+
+
+def _scenarios(text: str) -> list[int]:
+    if text == "all":
+        return [1, 2, 3]
+    try:
+        vals = sorted({int(v) for v in text.split(",")})
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not 'all' or a list like 1,2") from None
+    if not vals or any(v not in (1, 2, 3) for v in vals):
+        raise click.BadParameter(f"{text!r}: scenarios are 1, 2 and 3")
+    return vals
+
+
+_train_options = [
+    click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset folder."),
+    click.option("--train-on", default="all", show_default=True, help="Scenarios: all or e.g. 1 or 1,2."),
+    click.option("--epochs", default=100, show_default=True),
+    click.option("--batch-size", default=32, show_default=True),
+    click.option("--lr", type=float, default=None, help="Learning rate (default: the paper's for the model)."),
+    click.option("--seed", default=0, show_default=True),
+    click.option("--crops", type=int, default=None, help="Crops per sequence (default 30 for teachers, 6 for students)."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder."),
+    click.option("--progress/--no-progress", default=None),
+]
+
+
+def _with(options):
+    def deco(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+    return deco
+
+
+@learn_group.command("train")
+@click.option("--model", required=True, type=click.Choice(
+    ["dualcamnet", "resnet50", "temporal_resnet50", "avnet", "hearnet", "soundnet"]))
+@click.option("--init", type=click.Path(dir_okay=False), help="Local weights (torchvision ResNet-50, SoundNet...).")
+@_with(_train_options)
+def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops, device, output, progress):
+    """Train a teacher or a student on ground-truth labels (resumes an interrupted run)."""
+    from learn.reproduce import LR
+    from learn.train import TrainConfig, fit
+
+    lr = lr or LR.get(model) or LR[(model, "G")]
+    cfg = TrainConfig(model, data, _scenarios(train_on), epochs, batch_size, lr, seed, None, crops, device=device)
+    res = fit(cfg, output, sys.stderr.isatty() if progress is None else progress, init)
+    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
+
+
+@learn_group.command("distill")
+@click.option("--teacher", required=True, type=click.Path(file_okay=False), help="Teacher run folder.")
+@click.option("--student", required=True, type=click.Choice(["hearnet", "soundnet"]))
+@click.option("--lambda", "lam", default=0.5, show_default=True, help="Weight of the teacher's soft labels.")
+@click.option("--temperature", default=1.0, show_default=True)
+@_with(_train_options[1:])
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the teacher's).")
+def learn_distill(teacher, student, lam, temperature, train_on, epochs, batch_size, lr, seed, crops, device,
+                  output, progress, data):
+    """Train a student with the paper's distillation loss (Eq. 1) from a teacher's soft labels."""
+    from learn.train import TrainConfig, fit, load_run
+
+    if not 0 <= lam <= 1:
+        raise click.BadParameter(f"--lambda {lam} must lie in [0, 1]")
+    if temperature <= 0:
+        raise click.BadParameter(f"--temperature {temperature} must be positive")
+    _, ck = load_run(teacher)
+    data = data or ck["train_config"]["data"]
+    cfg = TrainConfig(student, data, _scenarios(train_on), epochs, batch_size, lr or 1e-3, seed, None, crops,
+                      os.path.abspath(teacher), lam, temperature, device=device)
+    res = fit(cfg, output, sys.stderr.isatty() if progress is None else progress)
+    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
+
+
+@learn_group.command("evaluate")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--test-on", default="1,2,3", show_default=True)
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def learn_evaluate(run, test_on, data, device):
+    """Accuracy per test scenario and confusion matrices (CSV, PNG) into RUN/eval."""
+    from learn.evaluate import accuracy_table, evaluate_run
+    from learn.train import load_run
+
+    res = evaluate_run(run, _scenarios(test_on), data, device)
+    _, ck = load_run(run)
+    click.echo(accuracy_table([(ck["train_config"]["model"], ck["train_config"]["train_on"], res)]).rstrip())
+    click.echo(f"confusion matrices in {os.path.join(run, 'eval')}")
+
+
+@learn_group.command("reproduce")
+@click.option("--data", required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
+@click.option("--epochs", default=100, show_default=True)
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (mean and spread).")
+@click.option("--train-sets", default="all,1,2,3", show_default=True)
+@click.option("--teachers", default="dualcamnet,resnet50", show_default=True)
+@click.option("--students", default="hearnet,soundnet", show_default=True)
+@click.option("--crops", type=int, default=None, help="Crops per sequence (default: the paper's).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--progress/--no-progress", default=None)
+def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students, crops, batch_size, device, progress):
+    """The paper's protocol: teachers, students (G, D, R), cross-scenario tables."""
+    from learn.reproduce import TRAIN_SETS, reproduce, tables
+
+    sets = [s.strip() for s in train_sets.split(",")]
+    bad = [s for s in sets if s not in TRAIN_SETS]
+    if bad:
+        raise click.BadParameter(f"{bad}: train sets are all, 1, 2, 3")
+    res = reproduce(data, output, epochs, [int(s) for s in seeds.split(",")], sets,
+                    tuple(t for t in teachers.split(",") if t), tuple(s for s in students.split(",") if s),
+                    crops, batch_size, device, sys.stderr.isatty() if progress is None else progress)
+    click.echo(tables(res).rstrip())
+    click.echo(f"tables in {os.path.join(output, 'tables.md')}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,3 +32,13 @@ def recording(sources: tuple, room: str = "anechoic", duration: float = 0.5, see
     scene = Scene(sources=tuple(SourceSpec(tuple(p), k) for p, k in sources), duration=duration,
                   room=room, seed=seed, max_order=max_order)
     return simulate(scene, extra_points=None if extra is None else np.array(extra))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """The tiny preset, built once per test session (about 30 s on 2 cores)."""
+    from dataset.build import build
+
+    folder = tmp_path_factory.mktemp("tiny")
+    build(folder, "tiny", seed=0, device="cpu")
+    return folder

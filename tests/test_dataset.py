@@ -76,11 +76,9 @@ def test_splits_are_by_recording_and_seeded():
     assert counts == {"train": 302, "val": 38, "test": 38}
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    build(folder, "tiny", seed=0, device="cpu")
-    return folder
+@pytest.fixture
+def tiny(tiny_dataset):
+    return tiny_dataset
 
 
 def test_tiny_build_layout_and_counts(tiny):

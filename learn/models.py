@@ -1,0 +1,298 @@
+"""The paper's networks in PyTorch, chosen through a registry.
+
+| name | input | what it is |
+|---|---|---|
+| ``dualcamnet`` | MFCC acoustic images (B, T=12, 36, 48, 12) | teacher on acoustic images: temporal conv (k7 over frames) + per-frame 2-D CNN; one logit vector per frame, averaged |
+| ``resnet50`` | video (B, T, 3, H, W) | teacher on video, per frame, torchvision's parameter layout (23 536 718 parameters with 14 classes) |
+| ``temporal_resnet50`` | video (B, T, 3, H, W) | ResNet-50 on 5 frames (0, 2, 5, 8, 11 of 12) with temporal convs (k3, identity-initialised) after the 3x3 conv of the second unit of each stage |
+| ``avnet`` | MFCC images + video | DualCamNet's full1 (1024) and ResNet-50's features (2048 -> 1024) concatenated -> 1000 -> 14 |
+| ``hearnet`` | spectrogram (B, 500, 257) | student: 1-D convs over time, as the authors' code |
+| ``soundnet`` | waveform (B, 110 250) at 22 050 Hz | student: SoundNet-5 as the authors coded it (OurSoundNet) |
+
+Layer details follow ../shared/REFERENCE.md.  Every model returns logits of shape (B, T, 14) for
+frame-wise models and (B, 14) for clip models; :func:`clip_logits` averages frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+N_CLASSES = 14
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    n_classes: int = N_CLASSES
+    options: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------- DualCamNet
+class DualCamNet(nn.Module):
+    """Acoustic-image teacher.  Input (B, T, 36, 48, 12) MFCC frames; output (B, T, n_classes)."""
+
+    modality = "mfcc"
+
+    def __init__(self, n_classes: int = N_CLASSES, height: int = 36, width: int = 48, depth: int = 12):
+        super().__init__()
+        self.temporal = nn.Conv3d(depth, depth, (7, 1, 1), padding=(3, 0, 0))
+        self.conv1 = nn.Conv2d(depth, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        h, w = height // 4, width // 4
+        self.full1 = nn.Linear(64 * h * w, 1024)   # the authors' whole-map conv, as a Linear
+        self.fc1 = nn.Linear(1024, 1000)
+        self.fc2 = nn.Linear(1000, n_classes)
+
+    def features(self, x):
+        b, t = x.shape[:2]
+        x = x.permute(0, 4, 1, 2, 3)                        # (B, C, T, H, W)
+        x = F.relu(self.temporal(x))
+        x = x.permute(0, 2, 1, 3, 4).reshape(b * t, x.shape[1], x.shape[3], x.shape[4])
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.full1(x.flatten(1)))
+        return x.view(b, t, -1)                               # (B, T, 1024)
+
+    def forward(self, x):
+        f = self.features(x)
+        return self.fc2(F.relu(self.fc1(f)))
+
+
+# ------------------------------------------------------------------------------------ ResNet-50
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, temporal=False):
+        super().__init__()
+        width = planes
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.temporal = None
+        self.n_frames = 1
+        if temporal:  # kernel 3 over frames, identity at start
+            self.temporal = nn.Conv1d(width, width, 3, padding=1, bias=False)
+            with torch.no_grad():
+                self.temporal.weight.zero_()
+                self.temporal.weight[torch.arange(width), torch.arange(width), 1] = 1.0
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        if self.temporal is not None and self.n_frames > 1:
+            bt, c, h, w = out.shape
+            t = self.n_frames
+            y = out.view(bt // t, t, c, h, w).permute(0, 3, 4, 2, 1).reshape(-1, c, t)
+            y = self.temporal(y).view(bt // t, h, w, c, t).permute(0, 4, 3, 1, 2).reshape(bt, c, h, w)
+            out = y
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet50(nn.Module):
+    """torchvision's ResNet-50 (same parameter names and shapes), applied per frame.
+
+    Input (B, T, 3, H, W) float in [0, 1] (normalised inside with ImageNet statistics);
+    output (B, T, n_classes).
+    """
+
+    modality = "video"
+
+    def __init__(self, n_classes: int = N_CLASSES, temporal: bool = False):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._layer(64, 3, 1, temporal)
+        self.layer2 = self._layer(128, 4, 2, temporal)
+        self.layer3 = self._layer(256, 6, 2, temporal)
+        self.layer4 = self._layer(512, 3, 2, temporal)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2048, n_classes)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _layer(self, planes, blocks, stride, temporal):
+        down = None
+        if stride != 1 or self.inplanes != planes * 4:
+            down = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride, bias=False),
+                                 nn.BatchNorm2d(planes * 4))
+        layers = [Bottleneck(self.inplanes, planes, stride, down)]
+        self.inplanes = planes * 4
+        for i in range(1, blocks):
+            layers.append(Bottleneck(self.inplanes, planes, temporal=temporal and i == 1))
+        return nn.Sequential(*layers)
+
+    def features(self, x):
+        b, t = x.shape[:2]
+        for m in self.modules():
+            if isinstance(m, Bottleneck):
+                m.n_frames = t
+        x = x.reshape(b * t, *x.shape[2:])
+        x = (x - self.mean) / self.std
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x).flatten(1).view(b, t, -1)      # (B, T, 2048)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class TemporalResNet50(ResNet50):
+    """ResNet-50 over 5 frames (indices 0, 2, 5, 8, 11 of 12) with identity-initialised temporal
+    convs; logits per used frame."""
+
+    FRAMES = (0, 2, 5, 8, 11)
+
+    def __init__(self, n_classes: int = N_CLASSES):
+        super().__init__(n_classes, temporal=True)
+
+    def forward(self, x):
+        if x.shape[1] == 12:
+            x = x[:, list(self.FRAMES)]
+        return super().forward(x)
+
+
+class AVNet(nn.Module):
+    """DualCamNet's full1 features and ResNet-50's (2048 -> 1024) fused: 2048 -> 1000 -> 14."""
+
+    modality = "av"
+
+    def __init__(self, n_classes: int = N_CLASSES):
+        super().__init__()
+        self.audio = DualCamNet(n_classes)
+        self.video = ResNet50(n_classes)
+        self.proj = nn.Linear(2048, 1024)
+        self.fc1 = nn.Linear(2048, 1000)
+        self.fc2 = nn.Linear(1000, n_classes)
+
+    def forward(self, x):
+        mfcc, video = x
+        a = self.audio.features(mfcc)                               # (B, T, 1024)
+        v = F.relu(self.proj(self.video.features(video)))           # (B, T, 1024)
+        return self.fc2(F.relu(self.fc1(torch.cat([a, v], -1))))
+
+
+# ------------------------------------------------------------------------------------- students
+class HearNet(nn.Module):
+    """Spectrogram student.  Input (B, 500, 257) magnitude; output (B, n_classes)."""
+
+    modality = "spectrogram"
+
+    def __init__(self, n_classes: int = N_CLASSES, n_freq: int = 257):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_freq, 128, 11, padding=5)
+        self.conv2 = nn.Conv1d(128, 256, 5, padding=2)
+        self.conv3 = nn.Conv1d(256, 256, 3, padding=1)
+        self.conv4 = nn.Conv1d(256, 1024, 4)
+        self.conv5 = nn.Conv1d(1024, 1024, 1)
+        self.fc1 = nn.Linear(1024, 1000)
+        self.fc2 = nn.Linear(1000, n_classes)
+
+    def layers(self, x):
+        """Intermediate features by name (for transfer)."""
+        out = {}
+        x = x.transpose(1, 2)                                       # (B, F, T)
+        x = F.max_pool1d(F.relu(self.conv1(x)), 5)
+        out["conv1"] = x
+        x = F.max_pool1d(F.relu(self.conv2(x)), 5)
+        out["conv2"] = x
+        x = F.max_pool1d(F.relu(self.conv3(x)), 5)
+        out["conv3"] = x
+        x = F.relu(self.conv4(x))
+        out["conv4"] = x
+        x = F.relu(self.conv5(x)).mean(-1)
+        out["conv5"] = x
+        x = F.relu(self.fc1(x))
+        out["fc1"] = x
+        out["logits"] = self.fc2(x)
+        return out
+
+    def forward(self, x):
+        return self.layers(x)["logits"]
+
+
+class SoundNet5(nn.Module):
+    """OurSoundNet: SoundNet-5 as the authors coded it.  Input (B, 110 250) waveform at 22 050 Hz."""
+
+    modality = "waveform"
+
+    def __init__(self, n_classes: int = N_CLASSES):
+        super().__init__()
+
+        def block(cin, cout, k, s, p, pool):
+            mods = [nn.Conv1d(cin, cout, k, s, p), nn.BatchNorm1d(cout), nn.ReLU(inplace=True)]
+            if pool:
+                mods.append(nn.MaxPool1d(pool))
+            return nn.Sequential(*mods)
+
+        self.conv1 = block(1, 32, 64, 2, 32, 8)
+        self.conv2 = block(32, 64, 32, 2, 16, 8)
+        self.conv3 = block(64, 128, 16, 2, 8, 8)
+        self.conv4 = block(128, 256, 8, 2, 4, 0)
+        self.conv5 = block(256, 1024, 16, 12, 4, 0)
+        self.conv6 = nn.Conv1d(1024, 1024, 1)
+        self.fc1 = nn.Linear(1024, 1000)
+        self.fc2 = nn.Linear(1000, n_classes)
+
+    def layers(self, x):
+        out = {}
+        x = x / x.abs().amax(-1, keepdim=True).clamp_min(1e-12) * 256.0
+        x = x.unsqueeze(1)
+        for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+            x = getattr(self, name)(x)
+            out[name] = x
+        x = F.relu(self.conv6(x)).mean(-1)
+        out["conv6"] = x
+        x = F.relu(self.fc1(x))
+        out["fc1"] = x
+        out["logits"] = self.fc2(x)
+        return out
+
+    def forward(self, x):
+        return self.layers(x)["logits"]
+
+
+REGISTRY = {
+    "dualcamnet": DualCamNet,
+    "resnet50": ResNet50,
+    "temporal_resnet50": TemporalResNet50,
+    "avnet": AVNet,
+    "hearnet": HearNet,
+    "soundnet": SoundNet5,
+}
+TEACHERS = ("dualcamnet", "resnet50", "temporal_resnet50", "avnet")
+STUDENTS = ("hearnet", "soundnet")
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    from beamform.errors import AcamError
+
+    if config.name not in REGISTRY:
+        raise AcamError(f"model {config.name!r} is not one of {', '.join(REGISTRY)}")
+    return REGISTRY[config.name](config.n_classes, **config.options)
+
+
+def clip_logits(logits: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) frame logits -> (B, C) by averaging frames; (B, C) passes through."""
+    return logits.mean(1) if logits.dim() == 3 else logits

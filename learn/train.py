@@ -1,0 +1,229 @@
+"""One training loop for teachers, students and distillation.
+
+Adam, mini-batches, best checkpoint by validation accuracy, resume from the last checkpoint after
+an interruption, deterministic for a seed (crop positions fixed; the epoch number seeds the
+shuffle), CUDA when present, a progress bar and a CSV log of loss and accuracy per epoch.
+
+A run folder holds ``config.json``, ``log.csv``, ``last.pt`` (everything needed to resume) and
+``best.pt`` (the model with the best validation accuracy).  Checkpoints carry the model config, the
+data settings and the MFCC statistics, so :func:`load_run` rebuilds the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from beamform.errors import AcamError
+from dataset.store import Dataset
+
+from .data import CropDataset, collate, mfcc_stats
+from .losses import distillation_loss
+from .models import STUDENTS, ModelConfig, build_model, clip_logits
+
+# the paper's crops: teachers 1 s x 30 per sequence, students 5 s x 6
+CROPS = {"teacher": (1.0, 30), "student": (5.0, 6)}
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    data: str
+    train_on: list = field(default_factory=lambda: [1, 2, 3])
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    crop_seconds: float | None = None
+    crops_per_sequence: int | None = None
+    teacher: str | None = None          # run folder of the teacher (distillation)
+    lam: float = 0.5
+    temperature: float = 1.0
+    weight_decay: float = 0.0
+    device: str = "auto"
+
+    def crops(self) -> tuple[float, int]:
+        kind = "student" if self.model in STUDENTS else "teacher"
+        sec, n = CROPS[kind]
+        return (self.crop_seconds or sec, self.crops_per_sequence or n)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AcamError("device='cuda' was asked for but PyTorch sees no CUDA GPU")
+    if name not in ("cpu", "cuda"):
+        raise AcamError(f"device={name!r} must be auto, cpu or cuda")
+    return torch.device(name)
+
+
+def _to(x, device):
+    return tuple(t.to(device) for t in x) if isinstance(x, tuple) else x.to(device)
+
+
+def make_datasets(cfg: TrainConfig, modality: str, stats=None):
+    data = Dataset(cfg.data)
+    sec, n = cfg.crops()
+    if modality in ("mfcc", "av") and stats is None:
+        stats = mfcc_stats(data, "train", cfg.train_on)
+    train = CropDataset(data, modality, data.crops("train", sec, n, cfg.seed, cfg.train_on), stats)
+    val = CropDataset(data, modality, data.crops("val", sec, max(1, n // 3), cfg.seed + 1, cfg.train_on), stats)
+    if len(train) == 0 or len(val) == 0:
+        raise AcamError(f"{cfg.data}: no training or validation sequences for scenarios {cfg.train_on}")
+    return data, train, val, stats
+
+
+@torch.no_grad()
+def predict(model, loader, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clip logits, labels and crop indices over a loader."""
+    model.eval()
+    out, ys, idx = [], [], []
+    for x, y, i in loader:
+        out.append(clip_logits(model(_to(x, device))).float().cpu())
+        ys.append(y)
+        idx.append(i)
+    return torch.cat(out).numpy(), torch.cat(ys).numpy(), torch.cat(idx).numpy()
+
+
+def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_size: int = 8) -> torch.Tensor:
+    """The teacher's logits for each student crop, averaged over all its frames (12 per second), computed
+    once and cached on disk beside the teacher (crops are deterministic, so the cache stays valid)."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([(c.sequence, c.start, c.n_frames) for c in crops]).encode()).hexdigest()[:16]
+    cache = os.path.join(teacher_dir, f"soft_{key}.pt")
+    if os.path.isfile(cache):
+        return torch.load(cache)
+    model, ckpt = load_run(teacher_dir, device)
+    modality = model.modality
+    ds = CropDataset(data, modality, crops, ckpt.get("mfcc_stats"), cache=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
+    logits, _, _ = predict(model, loader, device)
+    t = torch.from_numpy(logits)
+    torch.save(t, cache + ".part")
+    os.replace(cache + ".part", cache)
+    return t
+
+
+def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
+    """Rebuild the model of a run folder from its checkpoint alone."""
+    path = os.path.join(run_dir, f"{which}.pt")
+    if not os.path.isfile(path):
+        raise AcamError(f"{run_dir!r} has no {which}.pt checkpoint (is it a training run folder?)")
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    model = build_model(ModelConfig(**ckpt["model_config"])).to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt
+
+
+def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None = None,
+        resume: bool = True) -> dict:
+    """Train ``cfg.model`` (with distillation from ``cfg.teacher`` when given); returns a summary."""
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    os.makedirs(out_dir, exist_ok=True)
+    model = build_model(ModelConfig(cfg.model)).to(device)
+    if init:
+        _load_init(model, init)
+    data, train, val, stats = make_datasets(cfg, model.modality)
+    soft = None
+    if cfg.teacher:
+        if cfg.model not in STUDENTS:
+            raise AcamError(f"distillation trains a student ({', '.join(STUDENTS)}), not {cfg.model!r}")
+        soft = teacher_soft_logits(cfg.teacher, train.crops, data, device).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch, best_acc, history = 0, -1.0, []
+    last = os.path.join(out_dir, "last.pt")
+    if resume and os.path.isfile(last):
+        ck = torch.load(last, map_location=device, weights_only=False)
+        if ck["train_config"] != asdict(cfg):
+            raise AcamError(f"{out_dir!r} holds a run with other settings; choose another folder")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, best_acc, history = ck["epoch"] + 1, ck["best_acc"], ck["history"]
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(asdict(cfg), f, indent=1)
+    val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.epochs, initial=start_epoch, unit="epoch", desc=f"{cfg.model}", dynamic_ncols=True)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        g = torch.Generator().manual_seed(epoch)           # epoch number as shuffle seed
+        loader = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                                             collate_fn=collate)
+        total, correct, n = 0.0, 0, 0
+        for x, y, idx in loader:
+            x, y = _to(x, device), y.to(device)
+            logits = clip_logits(model(x))
+            if soft is not None:
+                loss = distillation_loss(logits, y, soft[idx.to(device)], cfg.lam, cfg.temperature)
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(-1) == y).sum())
+            n += len(y)
+        vl, vy, _ = predict(model, val_loader, device)
+        val_acc = float((vl.argmax(-1) == vy).mean())
+        row = {"epoch": epoch, "loss": total / n, "train_acc": correct / n, "val_acc": val_acc,
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        state = {"model_config": ModelConfig(cfg.model).as_dict(), "model": model.state_dict(),
+                 "train_config": asdict(cfg), "mfcc_stats": stats, "epoch": epoch, "history": history,
+                 "val_acc": val_acc}
+        if val_acc > best_acc:
+            best_acc = val_acc
+            _save(state, os.path.join(out_dir, "best.pt"))
+        _save({**state, "optimizer": opt.state_dict(), "best_acc": best_acc}, last)
+        _write_log(out_dir, history)
+        if bar is not None:
+            bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{val_acc:.3f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return {"best_val_acc": best_acc, "epochs": len(history), "out_dir": out_dir}
+
+
+def _save(obj, path):
+    torch.save(obj, path + ".part")
+    os.replace(path + ".part", path)
+
+
+def _write_log(out_dir, history):
+    path = os.path.join(out_dir, "log.csv")
+    with open(path + ".part", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    os.replace(path + ".part", path)
+
+
+def _load_init(model, path):
+    """Load a local state dict (e.g. torchvision's ImageNet ResNet-50, SoundNet conv weights) where
+    names and shapes match; the classifier is left as it is."""
+    if not os.path.isfile(path):
+        raise AcamError(f"init weights {path!r} do not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise AcamError(f"{path!r}: no parameter matches this model's names and shapes")
+    own.update(usable)
+    model.load_state_dict(own)
