@@ -470,9 +470,11 @@ def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops
 @click.option("--student", required=True, type=click.Choice(["hearnet", "soundnet"]))
 @click.option("--lambda", "lam", default=0.5, show_default=True, help="Weight of the teacher's soft labels.")
 @click.option("--temperature", default=1.0, show_default=True)
+@click.option("--grid", is_flag=True, help="Grid-search lr in {1e-3, 1e-4}, T in {1, 2, 5}, lambda in "
+              "{0.25, 0.5, 0.75} on the validation split; keep the best run in OUTPUT.")
 @_with(_train_options[1:])
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the teacher's).")
-def learn_distill(teacher, student, lam, temperature, train_on, epochs, batch_size, lr, seed, crops, device,
+def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, batch_size, lr, seed, crops, device,
                   output, progress, data):
     """Train a student with the paper's distillation loss (Eq. 1) from a teacher's soft labels."""
     from learn.train import TrainConfig, fit, load_run
@@ -485,8 +487,32 @@ def learn_distill(teacher, student, lam, temperature, train_on, epochs, batch_si
     data = data or ck["train_config"]["data"]
     cfg = TrainConfig(student, data, _scenarios(train_on), epochs, batch_size, lr or 1e-3, seed, None, crops,
                       os.path.abspath(teacher), lam, temperature, device=device)
-    res = fit(cfg, output, sys.stderr.isatty() if progress is None else progress)
+    show = sys.stderr.isatty() if progress is None else progress
+    if grid:
+        from learn.train import grid_search
+
+        res = grid_search(cfg, output, show)
+        click.echo(f"grid results in {os.path.join(output, 'grid.csv')}; best: lr {res['lr']:g}, "
+                   f"T {res['temperature']:g}, lambda {res['lam']:g}")
+    res = fit(cfg, output, show) if not grid else res
     click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
+
+
+@learn_group.command("transfer")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--layer", default="conv3", show_default=True, help="Student layer whose output is the feature.")
+@click.option("--data", required=True, type=click.Path(), help="Folder of class folders of WAVs, or a CSV file,label[,split].")
+@click.option("--seconds", default=5.0, show_default=True, help="Crop length fed to the student.")
+@click.option("--seed", default=0, show_default=True)
+def learn_transfer(run, layer, data, seconds, seed):
+    """Judge a student's features on other labelled audio: k-NN (k odd 7..15, chosen on validation)
+    and a linear SVM."""
+    from learn.transfer import transfer
+
+    r = transfer(run, data, layer, seed, seconds)
+    click.echo(f"{r['files']} files, {len(r['classes'])} classes, layer {r['layer']}: "
+               f"k-NN (k={r['k']}) test accuracy {r['knn_test_acc']:.3f}, "
+               f"linear SVM test accuracy {r['svm_test_acc']:.3f}")
 
 
 @learn_group.command("evaluate")

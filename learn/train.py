@@ -227,3 +227,27 @@ def _load_init(model, path):
         raise AcamError(f"{path!r}: no parameter matches this model's names and shapes")
     own.update(usable)
     model.load_state_dict(own)
+
+
+def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-3, 1e-4),
+                temperatures=(1.0, 2.0, 5.0), lams=(0.25, 0.5, 0.75)) -> dict:
+    """Distillation hyper-parameters by validation accuracy: one run per combination under
+    ``out_dir/grid/``, a ``grid.csv`` table, and the best run copied to ``out_dir``."""
+    import shutil
+
+    rows = []
+    for lr in lrs:
+        for t in temperatures:
+            for lam in lams:
+                run = os.path.join(out_dir, "grid", f"lr{lr:g}_T{t:g}_l{lam:g}")
+                c = TrainConfig(**{**asdict(cfg), "lr": lr, "temperature": t, "lam": lam})
+                res = fit(c, run, progress)
+                rows.append({"lr": lr, "temperature": t, "lam": lam, "best_val_acc": res["best_val_acc"], "run": run})
+    with open(os.path.join(out_dir, "grid.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    best = max(rows, key=lambda r: r["best_val_acc"])
+    for name in ("best.pt", "last.pt", "log.csv", "config.json"):
+        shutil.copy(os.path.join(best["run"], name), os.path.join(out_dir, name))
+    return {**best, "best_val_acc": best["best_val_acc"], "epochs": cfg.epochs}

@@ -129,3 +129,27 @@ def test_learn_cli_reproduce_and_evaluate(tiny_data, tmp_path):
     assert (run / "eval" / "confusion_1.png").read_bytes()[:4] == b"\x89PNG"
     r = CliRunner().invoke(learn_group, ["evaluate", str(tmp_path)])
     assert r.exit_code != 0 and "no best.pt" in r.output
+
+
+def test_transfer_on_a_labelled_audio_folder(tiny_data, tmp_path):
+    import scipy.io.wavfile
+
+    from cli import learn_group
+    from learn.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    for label, f0 in (("low", 400.0), ("mid", 1500.0), ("high", 4000.0)):
+        (tmp_path / "audio" / label).mkdir(parents=True)
+        for i in range(20):
+            t = np.arange(int(1.5 * 16000)) / 16000
+            x = np.sin(2 * np.pi * f0 * (1 + 0.05 * rng.standard_normal()) * t) + 0.1 * rng.standard_normal(len(t))
+            scipy.io.wavfile.write(tmp_path / "audio" / label / f"{i}.wav", 16000, (x * 8000).astype(np.int16))
+    run = tmp_path / "student"
+    fit(TrainConfig("hearnet", tiny_data, [1, 2, 3], 1, 16, 1e-4, 0, crops_per_sequence=1, device="cpu"), str(run))
+    r = CliRunner().invoke(learn_group, ["transfer", str(run), "--layer", "conv2", "--data",
+                                         str(tmp_path / "audio"), "--seconds", "1.5"])
+    assert r.exit_code == 0, r.output
+    knn = float(r.output.split("k-NN")[1].split("accuracy")[1].split(",")[0])
+    assert knn > 0.5          # three well-separated tone classes, chance is 1/3
+    r = CliRunner().invoke(learn_group, ["transfer", str(run), "--data", str(tmp_path / "nothing")])
+    assert r.exit_code != 0 and "neither a folder" in r.output

@@ -1,0 +1,125 @@
+"""Transfer: features from a student layer, judged by k-NN and a linear SVM on another labelled audio
+collection (the paper used DCASE-2018).
+
+The data is any folder of labelled audio files: one sub-folder per class (``DIR/<class>/*.wav``) or
+a CSV ``file,label[,split]`` (paths relative to the CSV).  Files are resampled to 22 050 Hz and cut
+into crops of the student's input length; a crop's feature is the layer's output averaged over time;
+a file's feature is the mean over its crops.  Without a split column, files are split 60/20/20 into
+train/val/test with a seed.  k-NN takes the odd k in 7..15 (capped by the training size) that is best
+on the validation files; the linear SVM (scikit-learn's ``LinearSVC``) is trained on train + val.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import torch
+
+from beamform.errors import AcamError
+
+from .data import STUDENT_RATE, spectrogram
+from .models import STUDENTS
+from .train import load_run
+
+AUDIO_EXT = (".wav",)
+
+
+def list_labelled(path: str) -> list[tuple[str, str, str | None]]:
+    """``(file, label, split or None)`` for a class-per-folder tree or a CSV."""
+    path = os.fspath(path)
+    if os.path.isfile(path) and path.endswith(".csv"):
+        base = os.path.dirname(os.path.abspath(path))
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+        if rows and rows[0][:2] == ["file", "label"]:
+            rows = rows[1:]
+        return [(os.path.join(base, r[0]), r[1], r[2] if len(r) > 2 else None) for r in rows]
+    if not os.path.isdir(path):
+        raise AcamError(f"{path!r} is neither a folder of class folders nor a CSV file")
+    out = []
+    for label in sorted(os.listdir(path)):
+        d = os.path.join(path, label)
+        if os.path.isdir(d):
+            out += [(os.path.join(d, n), label, None) for n in sorted(os.listdir(d)) if n.lower().endswith(AUDIO_EXT)]
+    if not out:
+        raise AcamError(f"no labelled audio files (DIR/<class>/*.wav) under {path!r}")
+    return out
+
+
+def _read_audio(path: str) -> np.ndarray:
+    import math
+
+    import scipy.io.wavfile
+    import scipy.signal
+
+    if not os.path.isfile(path):
+        raise AcamError(f"audio file {path!r} does not exist")
+    try:
+        rate, x = scipy.io.wavfile.read(path)
+    except ValueError as exc:
+        raise AcamError(f"cannot read {path!r}: {exc}") from None
+    x = np.asarray(x, np.float64)
+    if x.ndim == 2:
+        x = x.mean(1)
+    if rate != STUDENT_RATE:
+        g = math.gcd(int(rate), STUDENT_RATE)
+        x = scipy.signal.resample_poly(x, STUDENT_RATE // g, int(rate) // g)
+    return x.astype(np.float32)
+
+
+@torch.no_grad()
+def file_features(model, path: str, layer: str, seconds: float = 5.0) -> np.ndarray:
+    x = _read_audio(path)
+    n = int(seconds * STUDENT_RATE)
+    crops = [x[i:i + n] for i in range(0, max(1, len(x) - n + 1), n)] or [x]
+    feats = []
+    for c in crops:
+        c = np.pad(c, (0, max(0, n - len(c))))
+        inp = torch.from_numpy(spectrogram(c) if model.modality == "spectrogram" else c)[None]
+        out = model.layers(inp)
+        if layer not in out:
+            raise AcamError(f"layer {layer!r} is not one of {', '.join(out)}")
+        f = out[layer]
+        feats.append((f.mean(-1) if f.dim() == 3 else f)[0].numpy())
+    return np.mean(feats, 0)
+
+
+def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, seconds: float = 5.0) -> dict:
+    """k-NN and linear-SVM accuracy of a student layer's features on a labelled audio collection."""
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    model, ck = load_run(run_dir)
+    if ck["train_config"]["model"] not in STUDENTS:
+        raise AcamError(f"{run_dir!r} is a {ck['train_config']['model']} run; transfer takes a student")
+    items = list_labelled(data)
+    X = np.stack([file_features(model, f, layer, seconds) for f, _, _ in items])
+    labels = sorted({lab for _, lab, _ in items})
+    y = np.array([labels.index(lab) for _, lab, _ in items])
+    split = np.array([s for _, _, s in items], dtype=object)
+    if any(s is None for s in split):
+        order = np.random.default_rng(seed).permutation(len(items))
+        split = np.empty(len(items), dtype=object)
+        n_tr, n_va = int(0.6 * len(items)), int(0.2 * len(items))
+        split[order[:n_tr]], split[order[n_tr:n_tr + n_va]], split[order[n_tr + n_va:]] = "train", "val", "test"
+    tr, va, te = (split == "train"), (split == "val"), (split == "test")
+    if not tr.any() or not te.any():
+        raise AcamError(f"{data!r}: too few files for train and test splits ({len(items)} files)")
+    scaler = StandardScaler().fit(X[tr])
+    best_k, best = None, -1.0
+    for k in range(7, 16, 2):
+        k_eff = min(k, int(tr.sum()))
+        knn = KNeighborsClassifier(k_eff).fit(scaler.transform(X[tr]), y[tr])
+        acc = knn.score(scaler.transform(X[va]), y[va]) if va.any() else 0.0
+        if acc > best:
+            best, best_k = acc, k_eff
+    knn = KNeighborsClassifier(best_k).fit(scaler.transform(X[tr]), y[tr])
+    fit_idx = tr | va
+    svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, max_iter=20000)).fit(X[fit_idx], y[fit_idx])
+    return {"layer": layer, "files": len(items), "classes": labels, "k": int(best_k),
+            "knn_val_acc": float(best), "knn_test_acc": float(knn.score(scaler.transform(X[te]), y[te])),
+            "svm_test_acc": float(svm.score(X[te], y[te]))}
