@@ -397,6 +397,64 @@ def dataset_import_dc(src, output, array_file, bad_mics):
     click.echo(f"wrote {output}: {n} frames ({n / 12:.1f} s)")
 
 
+# ------------------------------------------------------------------------------------------ bench
+@acam.group("bench", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def bench_group():
+    """Throughput benchmarks: ours against the machine's peak and the peers, in one run.
+
+    \b
+      acam bench beamform                                  compute, end to end, plain NumPy baseline
+      acam bench beamform --peers --sweep mics,grid,bins,frames -o bench.json
+      acam bench all -o benchmarks/results/<machine>.json  every heavy step
+      acam bench report benchmarks/results/*.json -o report.md
+    """
+
+
+def _bench(args):
+    from benchmarks.bench_beamform import main
+
+    rc = main(args)
+    if rc:
+        raise click.ClickException(f"benchmark failed (exit {rc})")
+
+
+@bench_group.command("beamform")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="JSON file with every figure.")
+@click.option("--peers", is_flag=True, help="Also time Acoular (if installed) and pyroomacoustics.")
+@click.option("--sweep", default="", help="Comma-separated: mics,grid,bins,frames.")
+@click.option("--seconds", type=float, default=None, help="Recording length for the end-to-end runs (default 30).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
+def bench_beamform(output, peers, sweep, seconds, device, smoke):
+    """The beamformer: machine peak, compute step, end to end, baselines (and peers, sweeps)."""
+    args = ["--device", device] + (["--json", output] if output else []) + (["--peers"] if peers else [])
+    args += (["--sweep", sweep] if sweep else []) + (["--seconds", str(seconds)] if seconds else [])
+    _bench(args + (["--smoke"] if smoke else []))
+
+
+@bench_group.command("all")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="JSON file with every figure.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--smoke", is_flag=True)
+def bench_all(output, device, smoke):
+    """Every heavy step: beamformer with peers and sweeps, MFCC, dataset, training, distillation."""
+    args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames", "--steps"]
+    _bench(args + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
+
+
+@bench_group.command("report")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Markdown file (plots beside it).")
+def bench_report(files, output):
+    """Markdown tables (and log-log sweep plots) from benchmark JSON files."""
+    from benchmarks.report import report
+
+    md, png = report(list(files), output)
+    click.echo(md.rstrip())
+    if output:
+        click.echo(f"wrote {output}" + (f" and {png}" if png else ""))
+
+
 # ------------------------------------------------------------------------------------------ learn
 @acam.group("learn", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 def learn_group():

@@ -690,7 +690,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="auto uses the GPU when CuPy sees one")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per figure (default 5, 3 for the expensive ones)")
+    p.add_argument("--peers", action="store_true",
+                   help="also time Acoular and pyroomacoustics on the same frames and grid")
+    p.add_argument("--sweep", default="", metavar="LIST",
+                   help="comma-separated sweeps of the compute step: mics,grid,bins,frames")
+    p.add_argument("--steps", action="store_true",
+                   help="also time MFCC, one dataset sequence, training steps, cached vs live distillation")
     args = p.parse_args(argv)
+    from .sweeps import SWEEPS
+
+    bad = [x for x in args.sweep.split(",") if x and x not in SWEEPS]
+    if bad:
+        p.error(f"unknown sweep(s) {bad}; choose from {', '.join(SWEEPS)}")
     if args.seconds is not None and not args.seconds > 0:
         p.error("--seconds must be positive")
     if args.repeats is not None and args.repeats < 1:
@@ -732,6 +743,7 @@ def main(argv=None) -> int:
               f"run ({meter.other_cores:.2f} just before), hypervisor steal {whole.steal_cores:.2f}")
     print(report.table())
     print(goals_table(goals))
+    extra = run_extras(args, cfg, device, report)
     if args.json:
         doc = {
             "schema": 1,
@@ -745,12 +757,66 @@ def main(argv=None) -> int:
             "machine": machine,
             "figures": {k: f.as_json() for k, f in report.figures.items()},
             "goals": goals,
+            **extra,
         }
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {out}")
     return 0
+
+
+def run_extras(args, cfg: Config, device: str, report: Report) -> dict:
+    """Peers, sweeps and the other heavy steps, printed and returned for the JSON document."""
+    out = {}
+    smoke = cfg.mode == "smoke"
+    ours = report["compute.ms_per_frame"].median / 1000.0
+    if args.peers:
+        from . import peers
+
+        rng = np.random.default_rng(5)
+        frames = rng.standard_normal((3, 1024, cfg.n_mics))
+        res = peers.measure(frames, default_array().positions[:cfg.n_mics], CameraGrid(cfg.rows, cfg.cols),
+                            SAMPLE_FREQ, cfg.bins, repeats=1 if smoke else 2, pra_bins=2 if smoke else 8)
+        print("\n6. Peers (seconds per frame, same frames and grid)\n--------------------------------------------------")
+        print(f"  acam (this run, compute step)              {ours:10.4f} s/frame  {1 / (FRAME_RATE * ours):10.3f}x real time")
+        for name, r in res.items():
+            if r is None:
+                print(f"  {name:42s} not installed (pip install acoular)")
+                continue
+            med = statistics.median(r["seconds"])
+            note = f"  timed on {r['bins_timed']} bins, extrapolated to {cfg.bins}" if r["extrapolated"] else ""
+            r.update({"median": med, "realtime_factor": 1 / (FRAME_RATE * med), "acam_speedup": med / ours})
+            print(f"  {name:42s} {med:10.4f} s/frame  {1 / (FRAME_RATE * med):10.5f}x real time  "
+                  f"acam is {med / ours:,.0f}x faster{note}")
+        out["peers"] = {"acam_seconds_per_frame": ours, **res}
+    if args.sweep:
+        from .sweeps import sweep
+
+        out["sweeps"] = {}
+        print("\n7. Sweeps of the compute step\n----------------------------")
+        for name in [x for x in args.sweep.split(",") if x]:
+            r = sweep(name, repeats=1 if smoke else 3, smoke=smoke, device=device)
+            out["sweeps"][name] = r
+            cells = ", ".join(f"{row['value']}: {row['median']:.4f} s" for row in r["rows"])
+            print(f"  {name:7s} slope {r['slope']:.2f} (expected {r['expected_slope']:.0f})   {cells}")
+    if args.steps:
+        from . import steps
+
+        print("\n8. Other heavy steps\n--------------------")
+        mf = steps.mfcc_per_frame(smoke=smoke)
+        print(f"  MFCC compression (CPU)                     {mf['seconds_per_frame'] * 1000:8.3f} ms/frame")
+        ds = steps.dataset_sequence("tiny")
+        print("  dataset sequence (tiny preset, 2 s)        " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in ds.items() if k.startswith("scenario")))
+        tr = steps.training_steps(smoke=smoke)
+        for name, r in tr.items():
+            print(f"  training step {name:12s} batch {r['batch']:2d}     {r['seconds_per_step']:8.3f} s")
+        di = steps.distillation_cached_vs_live(smoke=smoke)
+        print(f"  distillation step, cached soft labels      {di['cached']:8.3f} s")
+        print(f"  distillation step, live DualCamNet teacher {di['live']:8.3f} s   (cache {di['speedup']:.1f}x faster)")
+        out["steps"] = {"mfcc": mf, "dataset_sequence": ds, "training": tr, "distillation": di}
+    return out
 
 
 if __name__ == "__main__":

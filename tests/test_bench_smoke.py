@@ -34,7 +34,7 @@ def _positive_finite(x) -> bool:
 def test_smoke_run_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_beamform", "--smoke", "--json", str(out)],
+        [sys.executable, "-m", "cli", "bench", "beamform", "--smoke", "-o", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Goals" in proc.stdout
@@ -68,3 +68,29 @@ def test_smoke_run_writes_json(tmp_path):
     assert 0 <= figures["baseline.max_rel_diff"]["median"] < 1e-4
 
     assert [g["met"] for g in doc["goals"]] == [None] * len(doc["goals"])
+
+
+def test_smoke_extras_and_report(tmp_path):
+    """`acam bench all --smoke` adds peers, sweeps and the other steps; `acam bench report` renders them."""
+    out = tmp_path / "all.json"
+    proc = subprocess.run([sys.executable, "-m", "cli", "bench", "all", "--smoke", "-o", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    for tool in ("pyroomacoustics_SRP", "pyroomacoustics_NormMUSIC"):
+        r = doc["peers"][tool]
+        assert r["extrapolated"] and all(_positive_finite(s) for s in r["seconds"])
+    assert set(doc["sweeps"]) == {"mics", "grid", "bins", "frames"}
+    for r in doc["sweeps"].values():
+        assert all(_positive_finite(row["median"]) for row in r["rows"]) and math.isfinite(r["slope"])
+    steps = doc["steps"]
+    assert _positive_finite(steps["mfcc"]["seconds_per_frame"])
+    assert set(steps["training"]) == {"dualcamnet", "hearnet", "soundnet", "resnet50"}
+    assert _positive_finite(steps["distillation"]["cached"]) and _positive_finite(steps["distillation"]["live"])
+    md = tmp_path / "report.md"
+    proc = subprocess.run([sys.executable, "-m", "cli", "bench", "report", str(out), "-o", str(md)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = md.read_text()
+    assert "| pyroomacoustics_SRP |" in text and "| mics |" in text and "distillation step" in text
+    assert (tmp_path / "report_sweeps.png").read_bytes()[:4] == b"\x89PNG"

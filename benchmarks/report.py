@@ -1,0 +1,134 @@
+"""``acam bench report``: benchmark JSON files -> markdown tables and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from beamform.errors import AcamError, FormatError
+
+KEY_FIGURES = [
+    ("peak.cpu_gemm_gflops", "CPU complex64 GEMM peak", "GFLOP/s"),
+    ("peak.gpu_gemm_gflops", "GPU complex64 GEMM peak", "GFLOP/s"),
+    ("compute.realtime_factor", "compute step, real-time factor", "x"),
+    ("compute.gflops", "compute step, achieved", "GFLOP/s"),
+    ("compute.peak_fraction", "compute step, fraction of GEMM peak", ""),
+    ("e2e.realtime_factor", "end to end (beamform_file), real-time factor", "x"),
+    ("cli.realtime_factor", "whole `beamform run` command, real-time factor", "x"),
+    ("baseline.realtime_factor", "plain NumPy version, real-time factor", "x"),
+    ("memory.steering_mib", "steering matrix", "MiB"),
+]
+
+
+def load(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise AcamError(f"benchmark file {path!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: not a benchmark JSON file ({exc})") from None
+    if "figures" not in doc or "machine" not in doc:
+        raise FormatError(f"{path}: not a benchmark JSON file (no 'figures' or 'machine')")
+    return doc
+
+
+def _median(doc, key):
+    f = doc["figures"].get(key)
+    return None if f is None else f.get("median")
+
+
+def markdown(docs: list[tuple[str, dict]]) -> str:
+    names = [os.path.splitext(os.path.basename(p))[0] for p, _ in docs]
+    lines = ["# Benchmark report", "", "| figure | unit | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(docs)]
+    for key, label, unit in KEY_FIGURES:
+        vals = [_median(d, key) for _, d in docs]
+        if all(v is None for v in vals):
+            continue
+        lines.append(f"| {label} | {unit} | " + " | ".join("-" if v is None else f"{v:.4g}" for v in vals) + " |")
+    for path, d in docs:
+        name = os.path.splitext(os.path.basename(path))[0]
+        m = d["machine"]
+        lines += ["", f"## {name}", "", f"`{d.get('command', '')}` on {d.get('date', '?')}, device {d.get('device')}, "
+                  f"{m.get('cpu_model', '?')}, {m.get('usable_cpus', '?')} cores"
+                  + (f", GPU {m['gpu']['name']}" if isinstance(m.get("gpu"), dict) else "")]
+        if "peers" in d:
+            p = d["peers"]
+            lines += ["", "| tool | s/frame | real-time factor | acam faster by | note |", "|---|---|---|---|---|",
+                      f"| acam (compute step) | {p['acam_seconds_per_frame']:.4g} | "
+                      f"{1 / (12 * p['acam_seconds_per_frame']):.3g} | 1 | |"]
+            for tool, r in p.items():
+                if tool == "acam_seconds_per_frame":
+                    continue
+                if r is None:
+                    lines.append(f"| {tool} | - | - | - | not installed |")
+                    continue
+                note = f"timed on {r['bins_timed']} bins, extrapolated linearly" if r["extrapolated"] else ""
+                lines.append(f"| {tool} | {r['median']:.4g} | {r['realtime_factor']:.3g} | {r['acam_speedup']:,.0f} | {note} |")
+        if "sweeps" in d:
+            lines += ["", "| sweep | values | seconds (median) | log-log slope | expected |", "|---|---|---|---|---|"]
+            for sname, r in d["sweeps"].items():
+                lines.append(f"| {sname} | " + ", ".join(str(x["value"]) for x in r["rows"]) + " | "
+                             + ", ".join(f"{x['median']:.3g}" for x in r["rows"])
+                             + f" | {r['slope']:.2f} | {r['expected_slope']:.0f} |")
+        if "steps" in d:
+            s = d["steps"]
+            lines += ["", "| step | time |", "|---|---|",
+                      f"| MFCC compression | {s['mfcc']['seconds_per_frame'] * 1000:.3f} ms/frame |"]
+            for k, v in s["dataset_sequence"].items():
+                if k.startswith("scenario"):
+                    lines.append(f"| dataset sequence (tiny, {s['dataset_sequence']['seconds_of_audio']:g} s), {k} | {v:.2f} s |")
+            for k, v in s["training"].items():
+                lines.append(f"| training step {k} (batch {v['batch']}) | {v['seconds_per_step']:.3f} s |")
+            di = s["distillation"]
+            lines.append(f"| distillation step, cached / live teacher | {di['cached']:.3f} s / {di['live']:.3f} s "
+                         f"({di['speedup']:.1f}x) |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweeps(docs: list[tuple[str, dict]], out_png: str) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({k for _, d in docs for k in d.get("sweeps", {})})
+    if not names:
+        return False
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), dpi=100, squeeze=False)
+    for ax, sname in zip(axes[0], names):
+        for path, d in docs:
+            r = d.get("sweeps", {}).get(sname)
+            if not r:
+                continue
+            x = np.array([row["size"] for row in r["rows"]], float)
+            y = np.array([row["median"] for row in r["rows"]])
+            ax.loglog(x, y, "o-", label=f"{os.path.basename(path)} (slope {r['slope']:.2f})")
+            ax.loglog(x, y[0] * x / x[0], "k--", lw=0.8, label="slope 1")
+        ax.set_title(sname)
+        ax.set_xlabel(sname if sname != "grid" else "pixels")
+        ax.set_ylabel("seconds per block")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+    return True
+
+
+def report(paths: list[str], out_md: str | None = None) -> tuple[str, str | None]:
+    docs = [(p, load(p)) for p in paths]
+    md = markdown(docs)
+    png = None
+    if out_md:
+        png = os.path.splitext(out_md)[0] + "_sweeps.png"
+        if plot_sweeps(docs, png):
+            md += f"\n![sweeps]({os.path.basename(png)})\n"
+        else:
+            png = None
+        with open(out_md, "w", encoding="utf-8") as f:
+            f.write(md)
+    return md, png

@@ -1,0 +1,56 @@
+"""How the cost of our compute step grows: microphones, grid size, bins and recording length.
+
+Each sweep varies one size around the sensor's configuration (128 mics, 36 x 48, 512 bins, blocks of
+64 frames) and times ``Beamformer.process``; the slope of log(time) against log(size) is fitted.  The
+expected slope is 1 for each (the steering product is linear in every size; the FFT adds
+``log(bins)``): a slope well above 1 means a size falls out of a cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from beamform import Beamformer, CameraGrid, SteeringSpec, default_array
+from beamform.geometry import ArrayGeometry, aperiodic
+
+SWEEPS = {
+    "mics": [32, 64, 128, 256],
+    "grid": [(9, 12), (18, 24), (36, 48), (72, 96)],
+    "bins": [64, 128, 256, 512],
+    "frames": [16, 32, 64, 128],
+}
+SMOKE = {"mics": [8, 16], "grid": [(3, 4), (6, 8)], "bins": [16, 32], "frames": [2, 4]}
+
+
+def _geometry(n: int) -> ArrayGeometry:
+    if n <= 128:
+        return ArrayGeometry(default_array().positions[:n], f"acam128[:{n}]")
+    return aperiodic(n, 0.45, 0.015, 0.035, seed=0)
+
+
+def sweep(name: str, values=None, repeats: int = 3, smoke: bool = False, device: str = "cpu") -> dict:
+    """Times of the compute step for each value of one size, and the fitted log-log slope."""
+    from .bench_beamform import timed
+
+    values = values or (SMOKE if smoke else SWEEPS)[name]
+    base = {"mics": 16 if smoke else 128, "grid": (6, 8) if smoke else (36, 48),
+            "bins": 32 if smoke else 512, "frames": 4 if smoke else 64}
+    rng = np.random.default_rng(0)
+    rows = []
+    for v in values:
+        cfg = {**base, name: v}
+        rows_, cols_ = cfg["grid"]
+        spec = SteeringSpec(_geometry(cfg["mics"]), CameraGrid(rows_, cols_), 12288.0, cfg["bins"])
+        bf = Beamformer(spec, 12.0, device=device)
+        frames = rng.standard_normal((cfg["frames"], 1024, cfg["mics"])).astype(np.float32)
+        out = bf.xp.empty((cfg["frames"], rows_, cols_, cfg["bins"]), np.float32)
+        x = bf.xp.asarray(frames)
+        t = timed(lambda: bf.process(x, out=out), repeats, bf.xp)
+        size = rows_ * cols_ if name == "grid" else v
+        rows.append({"value": v if name != "grid" else f"{rows_}x{cols_}", "size": size,
+                     "seconds": list(t), "median": float(np.median(t)),
+                     "seconds_per_frame": float(np.median(t)) / cfg["frames"]})
+    x = np.log([r["size"] for r in rows])
+    y = np.log([r["median"] for r in rows])
+    slope = float(np.polyfit(x, y, 1)[0]) if len(rows) > 1 else float("nan")
+    return {"name": name, "rows": rows, "slope": slope, "expected_slope": 1.0}
