@@ -133,9 +133,12 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--frame-rate", type=float, default=None, help="Override the file's frame rate (default: file's, else 12).")
 @click.option("--block-frames", type=int, default=None, help="Frames per block (memory vs speed; default 64 CPU, 256 GPU).")
 @click.option("--threads", type=int, default=None, help="CPU worker threads (default: all usable cores).")
+@click.option("--tolerance", default=0.0, show_default=True,
+              help="0: exact. >0: low-rank steering truncated at this fraction of each bin's largest "
+                   "singular value (error bound in the README); e.g. 1e-3.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
-            out_dtype, array_file, frame_rate, block_frames, threads, progress):
+            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, progress):
     """Beamform RAW (time_data + mic_positions) into an acoustic cube: one rows x cols x BINS power
     image per video frame."""
     import time
@@ -151,7 +154,7 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     settings = RunSettings(bins=bins, focus=focus, hfov=hfov, vfov=vfov, rows=rows, cols=cols,
                            speed_of_sound=speed_of_sound, window=window, device=device,
                            precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
-                           block_frames=block_frames, threads=threads)
+                           block_frames=block_frames, threads=threads, tolerance=tolerance)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
     show = sys.stderr.isatty() if progress is None else progress
     t0 = time.perf_counter()
@@ -189,7 +192,7 @@ def demo_cmd(outdir, device):
     raw, cube, png = (os.path.join(outdir, n) for n in ("raw.h5", "cube.h5", "overlay.png"))
     ctx = click.get_current_context()
     ctx.invoke(simulate_cmd, output=raw)
-    ctx.invoke(run_cmd, raw=raw, output=cube, device=device)
+    ctx.invoke(run_cmd, raw=raw, output=cube, device=device, tolerance=0.0)
     ctx.invoke(show_cmd, cube=cube, output=png)
     click.echo(f"\nThe picture is {os.path.abspath(png)}")
 
@@ -423,12 +426,14 @@ def _bench(args):
 @click.option("--peers", is_flag=True, help="Also time Acoular (if installed) and pyroomacoustics.")
 @click.option("--sweep", default="", help="Comma-separated: mics,grid,bins,frames.")
 @click.option("--seconds", type=float, default=None, help="Recording length for the end-to-end runs (default 30).")
+@click.option("--tolerances", default="", help="Low-rank steering side by side, e.g. 1e-2,1e-3,1e-4.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
-def bench_beamform(output, peers, sweep, seconds, device, smoke):
+def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
     """The beamformer: machine peak, compute step, end to end, baselines (and peers, sweeps)."""
     args = ["--device", device] + (["--json", output] if output else []) + (["--peers"] if peers else [])
     args += (["--sweep", sweep] if sweep else []) + (["--seconds", str(seconds)] if seconds else [])
+    args += ["--tolerances", tolerances] if tolerances else []
     _bench(args + (["--smoke"] if smoke else []))
 
 
@@ -438,7 +443,8 @@ def bench_beamform(output, peers, sweep, seconds, device, smoke):
 @click.option("--smoke", is_flag=True)
 def bench_all(output, device, smoke):
     """Every heavy step: beamformer with peers and sweeps, MFCC, dataset, training, distillation."""
-    args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames", "--steps"]
+    args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames", "--steps",
+            "--tolerances", "1e-2,1e-3,1e-4"]
     _bench(args + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
 
 

@@ -182,12 +182,20 @@ class Beamformer:
         ``auto`` (GPU when CuPy sees one), ``cpu`` or ``cuda``.
     precision : str
         ``single`` (complex64 maths, float32 cube) or ``double``.
+    tolerance : float
+        0 (default): the exact steering product.  Above 0: the low-rank operator of
+        :mod:`beamform.lowrank`, truncated at ``tolerance`` times each bin's largest singular value.
     """
 
     def __init__(self, spec: SteeringSpec, frame_rate: float = 12.0, window: str = "boxcar",
-                 device: str = "auto", precision: str = "single", threads: int | None = None):
+                 device: str = "auto", precision: str = "single", threads: int | None = None,
+                 tolerance: float = 0.0):
         if precision not in ("single", "double"):
             raise AcamError(f"precision={precision!r} must be 'single' or 'double'")
+        if not 0 <= tolerance < 1:
+            raise AcamError(f"tolerance={tolerance} must lie in [0, 1) (0 = the exact path)")
+        self.tolerance = float(tolerance)
+        self._lowrank = None
         self.spec = spec
         self.frame_rate = float(frame_rate)
         self.window_name = window
@@ -214,12 +222,33 @@ class Beamformer:
         return self._steering
 
     @property
+    def lowrank(self):
+        """The truncated factors (:mod:`beamform.lowrank`) when ``tolerance > 0``, else None."""
+        if self.tolerance == 0:
+            return None
+        if self._lowrank is None:
+            from .lowrank import factorise
+
+            self._lowrank = factorise(lambda: steering_matrix(self.spec, self.xp, self.complex_dtype),
+                                      self.tolerance, self.spec.digest, xp=self.xp, dtype=self.complex_dtype)
+        return self._lowrank
+
+    def prepare(self) -> None:
+        """Build what :meth:`process` needs (steering matrix, or its low-rank factors) now."""
+        if self.tolerance:
+            self.lowrank
+        else:
+            self.steering
+
+    @property
     def cube_shape_per_frame(self) -> tuple[int, int, int]:
         return (self.spec.grid.rows, self.spec.grid.cols, self.spec.n_bins)
 
     def flops_per_frame(self) -> float:
         """Real floating-point operations of the steering product per frame (8 per complex MAC)."""
         n_bins, n_pix, n_mics = self.spec.n_bins, self.spec.grid.n_pixels, len(self.spec.active)
+        if self.tolerance:
+            return self.lowrank.flops_per_column(n_pix, n_mics) * self.n_segments
         return 8.0 * n_bins * n_pix * n_mics * self.n_segments
 
     def process(self, frames, out=None):
@@ -252,6 +281,11 @@ class Beamformer:
         rows, cols, n_bins = self.cube_shape_per_frame
         if out is None:
             out = xp.empty((n_frames, rows, cols, n_bins), self.real_dtype)
-        steered_power(self.steering, X, self.scale, out.reshape(n_frames, rows * cols, n_bins),
-                      self.n_segments, threads=self.threads)
+        flat = out.reshape(n_frames, rows * cols, n_bins)
+        if self.tolerance:
+            from .lowrank import steered_power_lowrank
+
+            steered_power_lowrank(self.lowrank, X, self.scale, flat, self.n_segments, threads=self.threads)
+        else:
+            steered_power(self.steering, X, self.scale, flat, self.n_segments, threads=self.threads)
         return out

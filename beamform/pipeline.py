@@ -35,6 +35,7 @@ class RunSettings:
     frame_rate: float | None = None
     block_frames: int | None = None
     threads: int | None = None
+    tolerance: float = 0.0
 
 
 @dataclass
@@ -54,7 +55,7 @@ def build_beamformer(raw: RawRecording, s: RunSettings) -> Beamformer:
     grid = CameraGrid(s.rows, s.cols, hfov, vfov, s.focus)
     weights = (~raw.bad_mics).astype(float)
     spec = SteeringSpec(raw.geometry, grid, raw.sample_freq, s.bins, s.speed_of_sound, weights)
-    return Beamformer(spec, raw.frame_rate, s.window, s.device, s.precision, s.threads)
+    return Beamformer(spec, raw.frame_rate, s.window, s.device, s.precision, s.threads, s.tolerance)
 
 
 def beamform_file(raw_path, cube_path, settings: RunSettings = RunSettings(),
@@ -73,6 +74,7 @@ def beamform_file(raw_path, cube_path, settings: RunSettings = RunSettings(),
                             f"{bf.frame_len} samples")
         spec = bf.spec
         digest = bf_digest(bf)
+        lowrank = bf.lowrank
         attrs = {
             "sample_freq": raw.sample_freq, "frame_rate": raw.frame_rate, "nfft": spec.nfft,
             "n_bins": spec.n_bins, "focus": spec.grid.focus, "speed_of_sound": spec.speed_of_sound,
@@ -82,7 +84,10 @@ def beamform_file(raw_path, cube_path, settings: RunSettings = RunSettings(),
             "source_file": os.path.abspath(raw.path), "array_name": spec.geometry.name,
             "version": __version__, "settings_digest": digest, "precision": bf.precision,
             "power_unit": "one-sided power per bin at the array centre (input units squared)",
+            "tolerance": bf.tolerance,
         }
+        if lowrank is not None:
+            attrs["ranks"] = lowrank.ranks.astype(np.int32)
         block = settings.block_frames if settings.block_frames is not None else (256 if bf.device == "cuda" else 64)
         if block < 1:
             raise AcamError(f"block_frames={block} must be at least 1")
@@ -106,7 +111,7 @@ def bf_digest(bf: Beamformer) -> str:
     """Digest of every setting that shapes the cube's values."""
     from ._digest import digest
 
-    return digest("Beamformer", bf.spec.digest, bf.frame_rate, bf.window_name, bf.precision)
+    return digest("Beamformer", bf.spec.digest, bf.frame_rate, bf.window_name, bf.precision, bf.tolerance)
 
 
 def _stream(raw, bf, starts, block, writer, bar) -> None:
@@ -124,7 +129,7 @@ def _stream(raw, bf, starts, block, writer, bar) -> None:
 
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer_pool:
         next_frames = reader.submit(read, firsts[0])
-        bf.steering  # built once, while the first block is read
+        bf.prepare()  # steering (or its factors) built once, while the first block is read
         pending = None
         for i, f0 in enumerate(firsts):
             frames = next_frames.result()

@@ -74,6 +74,13 @@ def markdown(docs: list[tuple[str, dict]]) -> str:
                 lines.append(f"| {sname} | " + ", ".join(str(x["value"]) for x in r["rows"]) + " | "
                              + ", ".join(f"{x['median']:.3g}" for x in r["rows"])
                              + f" | {r['slope']:.2f} | {r['expected_slope']:.0f} |")
+        if "lowrank" in d:
+            lines += ["", "| steering | real-time factor | vs exact | mean rank | operations saved | max error (re peak, within 30 dB) | peaks moved |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in d["lowrank"]:
+                name = "exact" if r["tolerance"] == 0 else f"tolerance {r['tolerance']:g}"
+                lines.append(f"| {name} | {r['realtime_factor']:.3g} | {r.get('speedup_vs_exact', 1):.2f} | "
+                             f"{r['mean_rank']:.1f} | {100 * r['ops_saved']:.0f}% | {r['max_error']:.2e} | {r['peaks_moved']} |")
         if "steps" in d:
             s = d["steps"]
             lines += ["", "| step | time |", "|---|---|",

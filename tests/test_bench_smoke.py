@@ -73,14 +73,19 @@ def test_smoke_run_writes_json(tmp_path):
 def test_smoke_extras_and_report(tmp_path):
     """`acam bench all --smoke` adds peers, sweeps and the other steps; `acam bench report` renders them."""
     out = tmp_path / "all.json"
+    import os
+
+    env = {**os.environ, "ACAM_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-m", "cli", "bench", "all", "--smoke", "-o", str(out)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text(encoding="utf-8"))
     for tool in ("pyroomacoustics_SRP", "pyroomacoustics_NormMUSIC"):
         r = doc["peers"][tool]
         assert r["extrapolated"] and all(_positive_finite(s) for s in r["seconds"])
     assert set(doc["sweeps"]) == {"mics", "grid", "bins", "frames"}
+    assert [r["tolerance"] for r in doc["lowrank"]] == [0.0, 1e-2, 1e-3, 1e-4]
+    assert all(math.isfinite(r["max_error"]) and _positive_finite(r["realtime_factor"]) for r in doc["lowrank"])
     for r in doc["sweeps"].values():
         assert all(_positive_finite(row["median"]) for row in r["rows"]) and math.isfinite(r["slope"])
     steps = doc["steps"]

@@ -1,0 +1,148 @@
+"""A low-rank steering operator: fewer operations per bin, with a stated error bound.
+
+For each bin k the steering matrix ``A_k`` (look points x microphones) is factorised once per
+setting, ``A_k = U_k S_k V_k^H``, and truncated to the ``r_k`` singular values above
+``tolerance * s_1(A_k)``:
+
+    A_k ~ C_k B_k,   C_k = U_k S_k  (look points x r_k),   B_k = V_k^H  (r_k x microphones)
+
+**Error bound.**  ``||A_k - C_k B_k||_2 = s_{r_k + 1}(A_k) <= tolerance * s_1(A_k)``, so for every
+frame and every pixel p the filter-and-sum output moves by at most
+
+    | Y_p - Y^_p |  <=  tolerance * s_1(A_k) * ||x_k||_2
+
+where ``x_k`` is the frame's spectrum at bin k over the microphones; the amplitude ``|Y_p|`` (square
+root of the cube's power before the power scaling) obeys the same bound.  Cost per bin and frame:
+``(look points + microphones) * r_k`` complex multiply-adds instead of ``look points * microphones``.
+
+The factorisation comes from the Gram matrix ``A_k^H A_k`` (microphones x microphones) in double
+precision: its eigenvectors are ``V_k``, the square roots of its eigenvalues the singular values,
+and ``C_k = A_k V_k``.  Factors are cached on disk under the settings' digest (``$ACAM_CACHE``,
+default ``~/.cache/acam``), so a repeated run pays nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import _backend
+from ._digest import digest
+from .errors import AcamError
+
+
+def cache_dir() -> str:
+    return os.environ.get("ACAM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "acam")
+
+
+class LowRankSteering:
+    """Truncated factors of every bin's steering matrix.
+
+    Attributes
+    ----------
+    ranks : np.ndarray [shape=(n_bins,)]
+    C : list of arrays [shape=(n_pixels, r_k)]
+    B : list of arrays [shape=(r_k, n_mics)]
+    s1 : np.ndarray [shape=(n_bins,)] largest singular value per bin
+    """
+
+    def __init__(self, C, B, ranks, s1, tolerance):
+        self.C, self.B, self.ranks, self.s1, self.tolerance = C, B, np.asarray(ranks), np.asarray(s1), tolerance
+
+    def flops_per_column(self, n_pix: int, n_mics: int) -> float:
+        """Real flops per frame column, summed over bins (8 per complex multiply-add)."""
+        return float(8 * np.sum(self.ranks * (n_pix + n_mics)))
+
+
+def factorise(A, tolerance: float, spec_digest: str | None = None, use_cache: bool = True,
+              xp=np, dtype=np.complex64) -> LowRankSteering:
+    """Truncated factorisation of a steering matrix [shape=(n_bins, n_pixels, n_mics)].
+
+    ``A`` is the matrix, or a function that returns it: then it is only built when the factors are
+    not in the cache (``xp`` and ``dtype`` give the cache's device and type).
+    """
+    if not 0 < tolerance < 1:
+        raise AcamError(f"tolerance={tolerance} must lie between 0 and 1 (0 = the exact path)")
+    if not callable(A):
+        xp, dtype = _backend.get_xp(A), A.dtype
+    cdtype = np.dtype(dtype)
+    key = digest("LowRank", spec_digest, float(tolerance), str(cdtype)) if spec_digest else None
+    path = os.path.join(cache_dir(), f"lowrank-{key}.npz") if key else None
+    if use_cache and path and os.path.isfile(path):
+        with np.load(path) as z:
+            ranks, s1 = z["ranks"], z["s1"]
+            Cs, Bs = np.split(z["C"], np.cumsum(ranks)[:-1], axis=1), np.split(z["B"], np.cumsum(ranks)[:-1], axis=0)
+        return LowRankSteering([xp.asarray(c) for c in Cs], [xp.asarray(b) for b in Bs], ranks, s1, tolerance)
+    if callable(A):
+        A = A()
+    n_bins = A.shape[0]
+    Cs, Bs, ranks, s1 = [None] * n_bins, [None] * n_bins, np.zeros(n_bins, int), np.zeros(n_bins)
+
+    def one(k):
+        a = A[k].astype(xp.complex128)
+        w, v = xp.linalg.eigh(a.conj().T @ a)            # ascending eigenvalues
+        w = xp.maximum(w[::-1], 0)
+        v = v[:, ::-1]
+        s = xp.sqrt(w)
+        top = float(s[0])
+        r = max(1, int(xp.sum(s > tolerance * top)))
+        Cs[k] = (a @ v[:, :r]).astype(cdtype)
+        Bs[k] = v[:, :r].conj().T.astype(cdtype)
+        ranks[k], s1[k] = r, top
+
+    if xp is np:
+        with ThreadPoolExecutor(_backend.cpu_threads()) as pool:
+            list(pool.map(one, range(n_bins)))
+    else:
+        for k in range(n_bins):
+            one(k)
+    lr = LowRankSteering(Cs, Bs, ranks, s1, tolerance)
+    if use_cache and path:
+        os.makedirs(cache_dir(), exist_ok=True)
+        tmp = path + f".{os.getpid()}.part.npz"
+        np.savez(tmp, ranks=ranks, s1=s1, C=np.concatenate([_backend.to_host(c) for c in Cs], 1),
+                 B=np.concatenate([_backend.to_host(b) for b in Bs], 0))
+        os.replace(tmp, path)
+    return lr
+
+
+def steered_power_lowrank(lr: LowRankSteering, X, scale, out, n_segments: int, chunk: int = 32,
+                          threads: int | None = None):
+    """Like :func:`beamform.filter_and_sum.steered_power`, with ``A_k x`` computed as ``C_k (B_k x)``."""
+    xp = _backend.get_xp(X)
+    n_bins, _, n_cols = X.shape
+    n_pix = lr.C[0].shape[0]
+
+    def chunk_work(z, k0, k1):
+        for k in range(k0, k1):
+            xp.matmul(lr.C[k], lr.B[k] @ X[k], out=z[k - k0])
+
+    if xp is not np:
+        z = xp.empty((min(chunk, n_bins), n_pix, n_cols), X.dtype)
+        for k0 in range(0, n_bins, chunk):
+            k1 = min(n_bins, k0 + chunk)
+            chunk_work(z, k0, k1)
+            _backend.gpu_power_transpose(z[: k1 - k0], scale, out, k0, n_segments)
+        return out
+
+    from threadpoolctl import threadpool_limits
+
+    from ._kernels import cpu_kernels
+
+    power_transpose = cpu_kernels().power_transpose
+    n_workers = max(1, min(threads or _backend.cpu_threads(), -(-n_bins // chunk)))
+
+    def work(w):
+        z = np.empty((min(chunk, n_bins), n_pix, n_cols), X.dtype)
+        for k0 in range(w * chunk, n_bins, n_workers * chunk):
+            k1 = min(n_bins, k0 + chunk)
+            chunk_work(z, k0, k1)
+            zc = z[: k1 - k0]
+            power_transpose(zc.view(zc.real.dtype), scale, out, k0, n_segments)
+
+    with threadpool_limits(1, user_api="blas"):
+        with ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(work, range(n_workers)))
+    return out
