@@ -108,26 +108,30 @@ class SourceSpec:
             raise AcamError(f"source position {self.position} is not finite")
 
 
-def _read_wav(path: str, fs: float, n: int) -> np.ndarray:
+def load_wav(path: str, rate: float) -> np.ndarray:
+    """A WAV file as mono float64 samples at ``rate`` Hz (channels averaged, polyphase resampling)."""
     import scipy.io.wavfile
     import scipy.signal
 
     if not os.path.isfile(path):
         raise AcamError(f"WAV file {path!r} does not exist")
     try:
-        rate, data = scipy.io.wavfile.read(path)
+        file_rate, data = scipy.io.wavfile.read(path)
     except ValueError as exc:
         raise AcamError(f"cannot read WAV file {path!r}: {exc}") from None
     data = np.asarray(data, float)
     if data.ndim == 2:
         data = data.mean(1)
-    if np.issubdtype(np.asarray(data).dtype, np.integer):
-        data = data / np.abs(data).max()
-    if rate != fs:
-        g = math.gcd(int(rate), int(fs))
-        data = scipy.signal.resample_poly(data, int(fs) // g, int(rate) // g)
-    reps = int(np.ceil(n / max(1, len(data))))
-    s = np.tile(data, reps)[:n]
+    if file_rate != rate:
+        g = math.gcd(int(file_rate), int(rate))
+        data = scipy.signal.resample_poly(data, int(rate) // g, int(file_rate) // g)
+    return data
+
+
+def _read_wav(path: str, fs: float, n: int) -> np.ndarray:
+    """``n`` samples of a WAV file at ``fs``, repeated cyclically, at unit RMS."""
+    data = load_wav(path, fs)
+    s = np.tile(data, int(np.ceil(n / max(1, len(data)))))[:n]
     rms = np.sqrt(np.mean(s ** 2)) or 1.0
     return s / rms
 

@@ -49,24 +49,9 @@ def list_labelled(path: str) -> list[tuple[str, str, str | None]]:
 
 
 def _read_audio(path: str) -> np.ndarray:
-    import math
+    from beamform.simulate import load_wav
 
-    import scipy.io.wavfile
-    import scipy.signal
-
-    if not os.path.isfile(path):
-        raise AcamError(f"audio file {path!r} does not exist")
-    try:
-        rate, x = scipy.io.wavfile.read(path)
-    except ValueError as exc:
-        raise AcamError(f"cannot read {path!r}: {exc}") from None
-    x = np.asarray(x, np.float64)
-    if x.ndim == 2:
-        x = x.mean(1)
-    if rate != STUDENT_RATE:
-        g = math.gcd(int(rate), STUDENT_RATE)
-        x = scipy.signal.resample_poly(x, STUDENT_RATE // g, int(rate) // g)
-    return x.astype(np.float32)
+    return load_wav(path, STUDENT_RATE).astype(np.float32)
 
 
 @torch.no_grad()
