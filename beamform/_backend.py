@@ -100,7 +100,12 @@ def gpu_power_transpose(z, scale, out, k0: int, nsub: int) -> None:
     n_frames = n_cols // nsub
     dtype = "float" if z.dtype == cp.complex64 else "double"
     kernel = _gpu_kernel(f"power_transpose<{dtype}>", cp.cuda.Device().id)
-    grid = ((n_frames + 31) // 32, n_pix, (kc + 31) // 32)
+    for name, a in (("z", z), ("scale", scale), ("out", out)):
+        if not a.flags.c_contiguous:
+            raise AcamError(f"power_transpose: {name} must be C-contiguous")
+    if scale.dtype != z.real.dtype or out.dtype != z.real.dtype:
+        raise AcamError(f"power_transpose: scale and out must be {z.real.dtype}")
+    grid = (n_pix, (n_frames + 31) // 32, (kc + 31) // 32)
     kernel(grid, (32, 8), (z, scale, out, np.int32(kc), np.int32(n_pix), np.int32(n_frames),
                            np.int32(nsub), np.int32(out.shape[-1]), np.int32(k0)))
 

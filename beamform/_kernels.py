@@ -41,13 +41,14 @@ __global__ void steering_fill(const T* __restrict__ gain, const T* __restrict__ 
     }
 }
 
-// Tiled transpose: a block handles 32 bins x 32 frames of one pixel.
+// Tiled transpose: a block handles 32 bins x 32 frames of one pixel (pixels on grid.x, which
+// allows 2^31 - 1 blocks; frames and bin tiles on y and z).
 template <typename T>
 __global__ void power_transpose(const Complex2<T>* __restrict__ z, const T* __restrict__ scale,
                                 T* __restrict__ out, int kc, int n_pix, int n_frames, int nsub,
                                 int n_bins, int k0) {
     __shared__ T tile[32][33];
-    int b0 = blockIdx.x * 32, p = blockIdx.y, kk0 = blockIdx.z * 32;
+    int p = blockIdx.x, b0 = blockIdx.y * 32, kk0 = blockIdx.z * 32;
     long long n_cols = (long long)n_frames * nsub;
     for (int r = threadIdx.y; r < 32; r += blockDim.y) {
         int kk = kk0 + r, b = b0 + threadIdx.x;

@@ -281,6 +281,10 @@ class Beamformer:
         rows, cols, n_bins = self.cube_shape_per_frame
         if out is None:
             out = xp.empty((n_frames, rows, cols, n_bins), self.real_dtype)
+        elif (out.shape != (n_frames, rows, cols, n_bins) or out.dtype != self.real_dtype
+              or not out.flags.c_contiguous or _backend.get_xp(out) is not xp):
+            raise AcamError(f"out must be a C-contiguous {np.dtype(self.real_dtype).name} array of shape "
+                            f"{(n_frames, rows, cols, n_bins)} on the beamformer's device")
         flat = out.reshape(n_frames, rows * cols, n_bins)
         if self.tolerance:
             from .lowrank import steered_power_lowrank

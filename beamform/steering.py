@@ -124,6 +124,6 @@ def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64):
         return out
     real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
     out = xp.empty(shape, dtype)
-    _backend.gpu_steering(xp.asarray(gain, real), xp.asarray(dtau, real),
+    _backend.gpu_steering(xp.ascontiguousarray(xp.asarray(gain, real)), xp.ascontiguousarray(xp.asarray(dtau, real)),
                           xp.asarray(np.arange(spec.n_bins) * domega, real), out)
     return out

@@ -109,8 +109,7 @@ def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None):
         p = p * xp.asarray(factor, xp.float32)
     energies = xp.maximum(p @ fb, FLOOR)
     out = xp.log(energies) @ dct
-    out[~xp.isfinite(out)] = 0
-    return out
+    return xp.where(xp.isfinite(out), out, xp.float32(0))
 
 
 def cube_mfcc_settings(attrs: dict, units: str = "lab", assumed_rate: float | None = LAB_RATE):
