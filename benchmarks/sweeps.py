@@ -2,8 +2,11 @@
 
 Each sweep varies one size around the sensor's configuration (128 mics, 36 x 48, 512 bins, blocks of
 64 frames) and times ``Beamformer.process``; the slope of log(time) against log(size) is fitted.  The
-expected slope is 1 for each (the steering product is linear in every size; the FFT adds
-``log(bins)``): a slope well above 1 means a size falls out of a cache.
+steering product is linear in every size (slope 1); the FFT and the power/transpose pass do not
+grow with the microphones, so small sizes sit above the line and the fitted slope comes out below
+1.  In the bins sweep each frame is exactly ``2 * bins`` samples long (frame rate
+``sample_freq / (2 * bins)``): with 1024-sample frames fewer bins would only mean more averaged
+segments and the same work.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ def sweep(name: str, values=None, repeats: int = 3, smoke: bool = False, device:
         cfg = {**base, name: v}
         rows_, cols_ = cfg["grid"]
         spec = SteeringSpec(_geometry(cfg["mics"]), CameraGrid(rows_, cols_), 12288.0, cfg["bins"])
-        bf = Beamformer(spec, 12.0, device=device)
-        frames = rng.standard_normal((cfg["frames"], 1024, cfg["mics"])).astype(np.float32)
+        frame_len = 2 * cfg["bins"] if name == "bins" else 1024
+        bf = Beamformer(spec, 12288.0 / frame_len, device=device)
+        frames = rng.standard_normal((cfg["frames"], frame_len, cfg["mics"])).astype(np.float32)
         out = bf.xp.empty((cfg["frames"], rows_, cols_, cfg["bins"]), np.float32)
         x = bf.xp.asarray(frames)
         t = timed(lambda: bf.process(x, out=out), repeats, bf.xp)
