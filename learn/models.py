@@ -194,7 +194,23 @@ class AVNet(nn.Module):
 
 
 # ------------------------------------------------------------------------------------- students
-class HearNet(nn.Module):
+class _Student(nn.Module):
+    """Shared tail of the students: a last 1x1 conv averaged over time, fc1, fc2; ``layers`` returns
+    every named intermediate output (for transfer), ``forward`` the logits."""
+
+    def _tail(self, x, last: str, out: dict) -> dict:
+        x = F.relu(getattr(self, last)(x)).mean(-1)
+        out[last] = x
+        x = F.relu(self.fc1(x))
+        out["fc1"] = x
+        out["logits"] = self.fc2(x)
+        return out
+
+    def forward(self, x):
+        return self.layers(x)["logits"]
+
+
+class HearNet(_Student):
     """Spectrogram student.  Input (B, 500, 257) magnitude; output (B, n_classes)."""
 
     modality = "spectrogram"
@@ -221,18 +237,10 @@ class HearNet(nn.Module):
         out["conv3"] = x
         x = F.relu(self.conv4(x))
         out["conv4"] = x
-        x = F.relu(self.conv5(x)).mean(-1)
-        out["conv5"] = x
-        x = F.relu(self.fc1(x))
-        out["fc1"] = x
-        out["logits"] = self.fc2(x)
-        return out
-
-    def forward(self, x):
-        return self.layers(x)["logits"]
+        return self._tail(x, "conv5", out)
 
 
-class SoundNet5(nn.Module):
+class SoundNet5(_Student):
     """OurSoundNet: SoundNet-5 as the authors coded it.  Input (B, 110 250) waveform at 22 050 Hz."""
 
     modality = "waveform"
@@ -262,15 +270,7 @@ class SoundNet5(nn.Module):
         for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
             x = getattr(self, name)(x)
             out[name] = x
-        x = F.relu(self.conv6(x)).mean(-1)
-        out["conv6"] = x
-        x = F.relu(self.fc1(x))
-        out["fc1"] = x
-        out["logits"] = self.fc2(x)
-        return out
-
-    def forward(self, x):
-        return self.layers(x)["logits"]
+        return self._tail(x, "conv6", out)
 
 
 REGISTRY = {
