@@ -1,1 +1,5 @@
-"""Teachers, students and distillation.  Not built yet: see the open issues."""
+"""Teachers, students and distillation on acam datasets (needs PyTorch: the ``learn`` extra).
+
+``learn.models`` (registry), ``learn.data`` (crop datasets), ``learn.losses`` (Eq. 1),
+``learn.train`` (the one training loop), ``learn.evaluate``, ``learn.transfer``, ``learn.reproduce``.
+"""
