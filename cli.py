@@ -424,7 +424,7 @@ def _bench(args):
 @bench_group.command("beamform")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="JSON file with every figure.")
 @click.option("--peers", is_flag=True, help="Also time Acoular (if installed) and pyroomacoustics.")
-@click.option("--sweep", default="", help="Comma-separated: mics,grid,bins,frames.")
+@click.option("--sweep", default="", help="Comma-separated: mics,grid,bins,frames (compute step), length (whole command: time and peak memory).")
 @click.option("--seconds", type=float, default=None, help="Recording length for the end-to-end runs (default 30).")
 @click.option("--tolerances", default="", help="Low-rank steering side by side, e.g. 1e-2,1e-3,1e-4.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -443,7 +443,7 @@ def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
 @click.option("--smoke", is_flag=True)
 def bench_all(output, device, smoke):
     """Every heavy step: beamformer with peers and sweeps, MFCC, dataset, training, distillation."""
-    args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames", "--steps",
+    args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames,length", "--steps",
             "--tolerances", "1e-2,1e-3,1e-4"]
     _bench(args + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
 

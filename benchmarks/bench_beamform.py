@@ -693,7 +693,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--peers", action="store_true",
                    help="also time Acoular and pyroomacoustics on the same frames and grid")
     p.add_argument("--sweep", default="", metavar="LIST",
-                   help="comma-separated sweeps of the compute step: mics,grid,bins,frames")
+                   help="comma-separated sweeps: mics,grid,bins,frames (compute step), length (whole command)")
     p.add_argument("--tolerances", default="", metavar="LIST",
                    help="low-rank steering side by side with the exact path, e.g. 1e-2,1e-3,1e-4")
     p.add_argument("--steps", action="store_true",
@@ -701,7 +701,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     from .sweeps import SWEEPS
 
-    bad = [x for x in args.sweep.split(",") if x and x not in SWEEPS]
+    bad = [x for x in args.sweep.split(",") if x and x not in SWEEPS and x != "length"]
     if bad:
         p.error(f"unknown sweep(s) {bad}; choose from {', '.join(SWEEPS)}")
     if args.seconds is not None and not args.seconds > 0:
@@ -847,6 +847,14 @@ def run_extras(args, cfg: Config, device: str, report: Report) -> dict:
         out["sweeps"] = {}
         print("\n7. Sweeps of the compute step\n----------------------------")
         for name in [x for x in args.sweep.split(",") if x]:
+            if name == "length":
+                from .sweeps import sweep_length
+
+                r = sweep_length(smoke=smoke, device=device)
+                out["sweeps"][name] = r
+                print(f"  length  slope {r['slope']:.2f} (expected 1)   " + ", ".join(
+                    f"{row['value']:g} s: {row['median']:.2f} s, {row['peak_rss_mib']:.0f} MiB peak" for row in r["rows"]))
+                continue
             r = sweep(name, repeats=1 if smoke else 3, smoke=smoke, device=device)
             out["sweeps"][name] = r
             cells = ", ".join(f"{row['value']}: {row['median']:.4f} s" for row in r["rows"])

@@ -71,8 +71,10 @@ def markdown(docs: list[tuple[str, dict]]) -> str:
         if "sweeps" in d:
             lines += ["", "| sweep | values | seconds (median) | log-log slope | expected |", "|---|---|---|---|---|"]
             for sname, r in d["sweeps"].items():
+                mem = ("; peak RSS " + ", ".join(f"{x['peak_rss_mib']:.0f}" for x in r["rows"]) + " MiB"
+                       if "peak_rss_mib" in r["rows"][0] else "")
                 lines.append(f"| {sname} | " + ", ".join(str(x["value"]) for x in r["rows"]) + " | "
-                             + ", ".join(f"{x['median']:.3g}" for x in r["rows"])
+                             + ", ".join(f"{x['median']:.3g}" for x in r["rows"]) + mem
                              + f" | {r['slope']:.2f} | {r['expected_slope']:.0f} |")
         if "lowrank" in d:
             lines += ["", "| steering | real-time factor | vs exact | mean rank | operations saved | max error (re peak, within 30 dB) | peaks moved |",

@@ -23,6 +23,8 @@ SWEEPS = {
     "frames": [16, 32, 64, 128],
 }
 SMOKE = {"mics": [8, 16], "grid": [(3, 4), (6, 8)], "bins": [16, 32], "frames": [2, 4]}
+LENGTHS = [10.0, 30.0, 60.0]
+SMOKE_LENGTHS = [0.5, 1.0]
 
 
 def _geometry(n: int) -> ArrayGeometry:
@@ -58,3 +60,38 @@ def sweep(name: str, values=None, repeats: int = 3, smoke: bool = False, device:
     y = np.log([r["median"] for r in rows])
     slope = float(np.polyfit(x, y, 1)[0]) if len(rows) > 1 else float("nan")
     return {"name": name, "rows": rows, "slope": slope, "expected_slope": 1.0}
+
+
+def sweep_length(seconds=None, smoke: bool = False, device: str = "cpu") -> dict:
+    """The whole ``beamform run`` command on recordings of growing length, each in a fresh process:
+    wall time (expected slope 1 against length) and peak resident memory (expected flat: frames
+    are streamed in blocks)."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from beamform import write_raw
+
+    from .bench_beamform import REPO_ROOT, run_watched
+
+    seconds = seconds or (SMOKE_LENGTHS if smoke else LENGTHS)
+    n_mics = 16 if smoke else 128
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="acam-length-") as tmp:
+        for sec in seconds:
+            raw, cube = Path(tmp) / "raw.h5", Path(tmp) / "cube.h5"
+            data = np.random.default_rng(0).standard_normal((int(sec * 12288), n_mics)).astype(np.float32)
+            write_raw(raw, data, 12288.0, default_array().positions[:n_mics], 12.0)
+            del data
+            cmd = [sys.executable, "-m", "cli", "beamform", "run", str(raw), "-o", str(cube), "--no-progress",
+                   "--device", device] + (["--bins", "32", "--rows", "6", "--cols", "8"] if smoke else [])
+            wall, rc, peak_kib, log = run_watched(cmd, Path(tmp) / "log.txt")
+            if rc != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed: {log}")
+            cube.unlink()
+            rows.append({"value": sec, "size": sec, "median": wall, "seconds": [wall],
+                         "peak_rss_mib": (peak_kib or 0) / 1024, "seconds_per_frame": wall / (sec * 12)})
+    x, y = np.log([r["size"] for r in rows]), np.log([r["median"] for r in rows])
+    return {"name": "length", "rows": rows, "slope": float(np.polyfit(x, y, 1)[0]), "expected_slope": 1.0,
+            "rss_ratio_longest_to_shortest": rows[-1]["peak_rss_mib"] / max(rows[0]["peak_rss_mib"], 1e-9)}

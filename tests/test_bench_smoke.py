@@ -83,7 +83,8 @@ def test_smoke_extras_and_report(tmp_path):
     for tool in ("pyroomacoustics_SRP", "pyroomacoustics_NormMUSIC"):
         r = doc["peers"][tool]
         assert r["extrapolated"] and all(_positive_finite(s) for s in r["seconds"])
-    assert set(doc["sweeps"]) == {"mics", "grid", "bins", "frames"}
+    assert set(doc["sweeps"]) == {"mics", "grid", "bins", "frames", "length"}
+    assert all(_positive_finite(r["peak_rss_mib"]) for r in doc["sweeps"]["length"]["rows"])
     assert [r["tolerance"] for r in doc["lowrank"]] == [0.0, 1e-2, 1e-3, 1e-4]
     assert all(math.isfinite(r["max_error"]) and _positive_finite(r["realtime_factor"]) for r in doc["lowrank"])
     for r in doc["sweeps"].values():
