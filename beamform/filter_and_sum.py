@@ -133,14 +133,29 @@ def steered_power(A, X, scale, out, n_segments: int, chunk: int = 32, threads: i
     scale : array [shape=(n_bins,), real]
     out : array [shape=(n_frames, n_pixels, n_bins), real], written in place
     """
-    xp = _backend.get_xp(A)
     n_bins, n_pix, _ = A.shape
-    n_cols = X.shape[2]
+
+    def product(k0, k1, z):
+        _backend.get_xp(A).matmul(A[k0:k1], X[k0:k1], out=z)
+
+    return power_by_chunks(product, n_bins, n_pix, X.shape[2], A.dtype, scale, out, n_segments, chunk, threads,
+                           _backend.get_xp(A))
+
+
+def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale, out, n_segments: int,
+                    chunk: int = 32, threads: int | None = None, xp=np):
+    """The chunk loop shared by every steering operator: ``product(k0, k1, z)`` writes the complex
+    filter-and-sum output of bins ``k0..k1-1`` into ``z`` [shape=(k1 - k0, n_pixels, n_cols)], then
+    the fused kernel squares, averages segments and transposes it into ``out`` (bins last).
+
+    On the CPU, ``threads`` workers (default: the usable cores) take interleaved chunks, each with
+    single-threaded BLAS, so BLAS threads and kernel threads never compete for the cores.
+    """
     if xp is not np:
-        z = xp.empty((min(chunk, n_bins), n_pix, n_cols), A.dtype)
+        z = xp.empty((min(chunk, n_bins), n_pix, n_cols), dtype)
         for k0 in range(0, n_bins, chunk):
             k1 = min(n_bins, k0 + chunk)
-            xp.matmul(A[k0:k1], X[k0:k1], out=z[: k1 - k0])
+            product(k0, k1, z[: k1 - k0])
             _backend.gpu_power_transpose(z[: k1 - k0], scale, out, k0, n_segments)
         return out
 
@@ -152,11 +167,11 @@ def steered_power(A, X, scale, out, n_segments: int, chunk: int = 32, threads: i
     n_workers = max(1, min(threads or _backend.cpu_threads(), -(-n_bins // chunk)))
 
     def work(w: int) -> None:
-        z = np.empty((min(chunk, n_bins), n_pix, n_cols), A.dtype)
+        z = np.empty((min(chunk, n_bins), n_pix, n_cols), dtype)
         for k0 in range(w * chunk, n_bins, n_workers * chunk):
             k1 = min(n_bins, k0 + chunk)
             zc = z[: k1 - k0]
-            np.matmul(A[k0:k1], X[k0:k1], out=zc)
+            product(k0, k1, zc)
             power_transpose(zc.view(zc.real.dtype), scale, out, k0, n_segments)
 
     with threadpool_limits(1, user_api="blas"):

@@ -111,38 +111,14 @@ def factorise(A, tolerance: float, spec_digest: str | None = None, use_cache: bo
 def steered_power_lowrank(lr: LowRankSteering, X, scale, out, n_segments: int, chunk: int = 32,
                           threads: int | None = None):
     """Like :func:`beamform.filter_and_sum.steered_power`, with ``A_k x`` computed as ``C_k (B_k x)``."""
+    from .filter_and_sum import power_by_chunks
+
     xp = _backend.get_xp(X)
     n_bins, _, n_cols = X.shape
-    n_pix = lr.C[0].shape[0]
 
-    def chunk_work(z, k0, k1):
+    def product(k0, k1, z):
         for k in range(k0, k1):
             xp.matmul(lr.C[k], lr.B[k] @ X[k], out=z[k - k0])
 
-    if xp is not np:
-        z = xp.empty((min(chunk, n_bins), n_pix, n_cols), X.dtype)
-        for k0 in range(0, n_bins, chunk):
-            k1 = min(n_bins, k0 + chunk)
-            chunk_work(z, k0, k1)
-            _backend.gpu_power_transpose(z[: k1 - k0], scale, out, k0, n_segments)
-        return out
-
-    from threadpoolctl import threadpool_limits
-
-    from ._kernels import cpu_kernels
-
-    power_transpose = cpu_kernels().power_transpose
-    n_workers = max(1, min(threads or _backend.cpu_threads(), -(-n_bins // chunk)))
-
-    def work(w):
-        z = np.empty((min(chunk, n_bins), n_pix, n_cols), X.dtype)
-        for k0 in range(w * chunk, n_bins, n_workers * chunk):
-            k1 = min(n_bins, k0 + chunk)
-            chunk_work(z, k0, k1)
-            zc = z[: k1 - k0]
-            power_transpose(zc.view(zc.real.dtype), scale, out, k0, n_segments)
-
-    with threadpool_limits(1, user_api="blas"):
-        with ThreadPoolExecutor(n_workers) as pool:
-            list(pool.map(work, range(n_workers)))
-    return out
+    return power_by_chunks(product, n_bins, lr.C[0].shape[0], n_cols, X.dtype, scale, out, n_segments,
+                           chunk, threads, xp)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, _backend
+from . import __version__
 from .errors import AcamError
 from .filter_and_sum import Beamformer, frame_starts
 from .geometry import ArrayGeometry

@@ -66,14 +66,13 @@ def sweep_length(seconds=None, smoke: bool = False, device: str = "cpu") -> dict
     """The whole ``beamform run`` command on recordings of growing length, each in a fresh process:
     wall time (expected slope 1 against length) and peak resident memory (expected flat: frames
     are streamed in blocks)."""
-    import subprocess
     import sys
     import tempfile
     from pathlib import Path
 
     from beamform import write_raw
 
-    from .bench_beamform import REPO_ROOT, run_watched
+    from .bench_beamform import run_watched
 
     seconds = seconds or (SMOKE_LENGTHS if smoke else LENGTHS)
     n_mics = 16 if smoke else 128

@@ -158,10 +158,9 @@ def build_sequence(path: str, seq: dict, p: Preset, bf: Beamformer, seed: int, c
         frames = raw[:n].reshape(n_frames, L, -1)
         for b0 in range(0, n_frames, 64):
             cube = bf.process(frames[b0:b0 + 64])
-            host = beamform._backend.to_host(cube)
-            d_mfcc[b0:b0 + len(host)] = beamform._backend.to_host(mfcc(cube, bin_hz, factor))
+            d_mfcc[b0:b0 + len(cube)] = beamform._backend.to_host(mfcc(cube, bin_hz, factor))
             if d_cube is not None:
-                d_cube[b0:b0 + len(host)] = host
+                d_cube[b0:b0 + len(cube)] = beamform._backend.to_host(cube)
         f.create_dataset("mono", data=raw[:n, centre])
         f.create_dataset("video", data=video, chunks=(1,) + video.shape[1:], compression="gzip",
                          compression_opts=4)
