@@ -55,6 +55,19 @@ def acam():
     """
 
 
+def _scale_options(f):
+    """--scheduler / --workers / --retries, shared by every command that fans out (beamform.cluster)."""
+    for opt in reversed([
+        click.option("--scheduler", default=None, metavar="ADDRESS|local",
+                     help="Dask scheduler (tcp://host:8786) to run the tasks on; 'local' = a local "
+                          "cluster, one worker per core (default: run here, one task after another)."),
+        click.option("--workers", type=int, default=None, help="Worker processes of a local Dask cluster."),
+        click.option("--retries", default=2, show_default=True, help="Retries of a failing task before it is reported."),
+    ]):
+        f = opt(f)
+    return f
+
+
 # --------------------------------------------------------------------------------------- beamform
 @acam.group("beamform", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="beamform")
@@ -114,8 +127,9 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 
 
 @beamform_group.command("run")
-@click.argument("raw", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Cube file to write (default: RAW's name + .cube.h5).")
+@click.argument("raw", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(),
+              help="Cube file to write (default: RAW's name + .cube.h5); a folder for several recordings.")
 @click.option("--bins", default=512, show_default=True, help="Frequency bins from 0 Hz to Nyquist (FFT of 2*BINS points).")
 @click.option("--focus", default=2.0, show_default=True, help="Focus distance, metres.")
 @click.option("--hfov", type=float, default=None, help="Horizontal field of view, degrees (default: file's, else 60).")
@@ -136,11 +150,25 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--tolerance", default=0.0, show_default=True,
               help="0: exact. >0: low-rank steering truncated at this fraction of each bin's largest "
                    "singular value (error bound in the README); e.g. 1e-3.")
+@click.option("--frames-per-task", type=int, default=None,
+              help="Split each recording into tasks of this many frames (rounded up to whole blocks), "
+                   "written into one cube in order (default: one task per recording).")
+@click.option("--overwrite", is_flag=True, help="Several recordings: redo cubes that exist (default: skip "
+                                               "those made with the same settings, report the others).")
+@_scale_options
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
-            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, progress):
+            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, frames_per_task, overwrite,
+            scheduler, workers, retries, progress):
     """Beamform RAW (time_data + mic_positions) into an acoustic cube: one rows x cols x BINS power
-    image per video frame."""
+    image per video frame.
+
+    \b
+    RAW may be several files or a quoted glob; then -o is a folder and each recording is one task:
+      beamform run 'recordings/*.h5' -o cubes/                      here, one after the other
+      beamform run 'recordings/*.h5' -o cubes/ --workers 4          a local Dask cluster
+      beamform run 'recordings/*.h5' -o cubes/ --scheduler tcp://head:8786
+    """
     import time
 
     from beamform.geometry import ArrayGeometry
@@ -150,18 +178,48 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
         raise click.ClickException(f"--bins {bins} must be at least 1")
     if threads is not None and threads < 1:
         raise click.ClickException(f"--threads {threads} must be at least 1")
-    output = output or os.path.splitext(raw)[0] + ".cube.h5"
+    from beamform.batch import expand_inputs
+
+    raws = expand_inputs(raw)
     settings = RunSettings(bins=bins, focus=focus, hfov=hfov, vfov=vfov, rows=rows, cols=cols,
                            speed_of_sound=speed_of_sound, window=window, device=device,
                            precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
                            block_frames=block_frames, threads=threads, tolerance=tolerance)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
     show = sys.stderr.isatty() if progress is None else progress
+    many = (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None
+            or (output is not None and (os.path.isdir(output) or output.endswith(os.sep))))
+    if many:
+        return _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries,
+                         overwrite, show)
+    raw = raws[0]
+    output = output or os.path.splitext(raw)[0] + ".cube.h5"
     t0 = time.perf_counter()
     rep = beamform_file(raw, output, settings, geom, progress=show)
     dt = time.perf_counter() - t0
     click.echo(f"wrote {output}: {rep.n_frames} frames x {rows} x {cols} x {bins} bins on {rep.device} "
                f"in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time)")
+
+
+def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries, overwrite, show):
+    from beamform.batch import beamform_many
+
+    if output is None:
+        raise click.UsageError("several recordings (or --scheduler/--workers/--frames-per-task) need -o FOLDER")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise click.UsageError(f"-o {output!r} is a file; several recordings need a folder")
+    os.makedirs(output, exist_ok=True)
+    res = beamform_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries,
+                        overwrite, show, click.echo)
+    rep = res.report
+    if res.skipped:
+        click.echo(f"{len(res.skipped)} cube(s) already up to date, skipped")
+    click.echo(rep.summary(res.tasks, "s of audio"))
+    if rep.wall > 0 and res.seconds_of_audio > 0:
+        click.echo(f"wrote {len(res.outputs)} cube(s) into {output}: {res.seconds_of_audio:.1f} s of audio "
+                   f"in {rep.wall:.1f} s ({res.seconds_of_audio / rep.wall:.1f}x real time)")
+    if rep.failed:
+        raise click.ClickException(f"{len(rep.failed)} of {len(raws)} recording(s) failed (listed above)")
 
 
 @beamform_group.command("show")

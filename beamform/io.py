@@ -240,6 +240,7 @@ class CubeWriter:
             dcpl.set_layout(h5py.h5d.CONTIGUOUS)
             dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
             dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            dcpl.set_obj_track_times(False)  # no timestamps: equal inputs give byte-equal files
             space = h5py.h5s.create_simple(self.shape)
             tid = h5py.h5t.py_create(self.dtype)
             dsid = h5py.h5d.create(f.id, b"cube", tid, space, dcpl=dcpl)
@@ -247,7 +248,21 @@ class CubeWriter:
             dsid.close()
         if self.offset is None and np.prod(self.shape) > 0:
             raise AcamError(f"cannot allocate the cube in {self.path!r}")
-        self.frame_bytes = rows * cols * len(frequencies) * self.dtype.itemsize
+        self._open()
+
+    @classmethod
+    def attach(cls, path) -> "CubeWriter":
+        """Write into a cube file that another process created (one block range per task)."""
+        self = cls.__new__(cls)
+        self.path = os.fspath(path)
+        with h5py.File(self.path, "r") as f:
+            d = f["cube"]
+            self.dtype, self.shape, self.offset = d.dtype, d.shape, d.id.get_offset()
+        self._open()
+        return self
+
+    def _open(self) -> None:
+        self.frame_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         self._fd = os.open(self.path, os.O_WRONLY)
         self._direct = None
         if hasattr(os, "O_DIRECT") and self.offset is not None and self.offset % PAGE == 0:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
+from ._progress import progress_bar
 from .errors import AcamError
 from .filter_and_sum import Beamformer, frame_starts
 from .geometry import ArrayGeometry
@@ -67,44 +68,73 @@ def beamform_file(raw_path, cube_path, settings: RunSettings = RunSettings(),
     """
     with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
         bf = build_beamformer(raw, settings)
-        starts = frame_starts(raw.n_samples, raw.sample_freq, raw.frame_rate)
-        n_frames = len(starts)
-        if n_frames == 0:
-            raise AcamError(f"{raw_path}: {raw.n_samples} samples make no complete frame of "
-                            f"{bf.frame_len} samples")
-        spec = bf.spec
-        digest = bf_digest(bf)
-        lowrank = bf.lowrank
-        attrs = {
-            "sample_freq": raw.sample_freq, "frame_rate": raw.frame_rate, "nfft": spec.nfft,
-            "n_bins": spec.n_bins, "focus": spec.grid.focus, "speed_of_sound": spec.speed_of_sound,
-            "hfov": spec.grid.hfov, "vfov": spec.grid.vfov, "window": bf.window_name,
-            "weights": spec.weights, "bad_mics": raw.bad_mics.astype(np.int8),
-            "frame_len": bf.frame_len, "segments_per_frame": bf.n_segments,
-            "source_file": os.path.abspath(raw.path), "array_name": spec.geometry.name,
-            "version": __version__, "settings_digest": digest, "precision": bf.precision,
-            "power_unit": "one-sided power per bin at the array centre (input units squared)",
-            "tolerance": bf.tolerance,
-        }
-        if lowrank is not None:
-            attrs["ranks"] = lowrank.ranks.astype(np.int32)
-        block = settings.block_frames if settings.block_frames is not None else (256 if bf.device == "cuda" else 64)
-        if block < 1:
-            raise AcamError(f"block_frames={block} must be at least 1")
-        block = min(block, n_frames)
-        rows, cols, n_bins = bf.cube_shape_per_frame
-        extra = {"source_positions": raw.dataset("source_positions"),
-                 "mic_positions": spec.geometry.positions}
-        bar = _progress(n_frames, progress, os.path.basename(os.fspath(raw_path)))
+        plan = _plan(raw, bf, settings)
+        bar = progress_bar(plan.n_frames, progress, os.path.basename(os.fspath(raw_path)), "frame")
         with atomic_output(cube_path, protect=(raw.path,)) as tmp:
-            writer = CubeWriter(tmp, n_frames, rows, cols, spec.frequencies(),
-                                spec.grid.look_points(), attrs, settings.out_dtype, extra)
+            writer = plan.create(tmp)
             try:
-                _stream(raw, bf, starts, block, writer, bar)
+                _stream(raw, bf, plan.starts, plan.block, writer, bar)
             finally:
                 writer.close()
                 bar.close()
-        return RunReport(n_frames, n_frames * bf.frame_len / raw.sample_freq, bf.device, digest)
+        return plan.report
+
+
+@dataclass
+class _Plan:
+    """Everything about a recording's cube that is known before beamforming it."""
+
+    starts: np.ndarray
+    block: int
+    shape: tuple
+    frequencies: np.ndarray
+    look_points: np.ndarray
+    attrs: dict
+    extra: dict
+    out_dtype: str
+    report: RunReport
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.starts)
+
+    def create(self, path) -> CubeWriter:
+        """Create the cube file at ``path`` (header, attributes, cube space allocated)."""
+        n, rows, cols, _ = self.shape
+        return CubeWriter(path, n, rows, cols, self.frequencies, self.look_points, self.attrs,
+                          self.out_dtype, self.extra)
+
+
+def _plan(raw: RawRecording, bf: Beamformer, settings: RunSettings) -> _Plan:
+    starts = frame_starts(raw.n_samples, raw.sample_freq, raw.frame_rate)
+    n_frames = len(starts)
+    if n_frames == 0:
+        raise AcamError(f"{raw.path}: {raw.n_samples} samples make no complete frame of "
+                        f"{bf.frame_len} samples")
+    spec = bf.spec
+    digest = bf_digest(bf)
+    attrs = {
+        "sample_freq": raw.sample_freq, "frame_rate": raw.frame_rate, "nfft": spec.nfft,
+        "n_bins": spec.n_bins, "focus": spec.grid.focus, "speed_of_sound": spec.speed_of_sound,
+        "hfov": spec.grid.hfov, "vfov": spec.grid.vfov, "window": bf.window_name,
+        "weights": spec.weights, "bad_mics": raw.bad_mics.astype(np.int8),
+        "frame_len": bf.frame_len, "segments_per_frame": bf.n_segments,
+        "source_file": os.path.abspath(raw.path), "array_name": spec.geometry.name,
+        "version": __version__, "settings_digest": digest, "precision": bf.precision,
+        "power_unit": "one-sided power per bin at the array centre (input units squared)",
+        "tolerance": bf.tolerance,
+    }
+    if bf.lowrank is not None:
+        attrs["ranks"] = bf.lowrank.ranks.astype(np.int32)
+    block = settings.block_frames if settings.block_frames is not None else (256 if bf.device == "cuda" else 64)
+    if block < 1:
+        raise AcamError(f"block_frames={block} must be at least 1")
+    block = min(block, n_frames)
+    rows, cols, n_bins = bf.cube_shape_per_frame
+    extra = {"source_positions": raw.dataset("source_positions"), "mic_positions": spec.geometry.positions}
+    report = RunReport(n_frames, n_frames * bf.frame_len / raw.sample_freq, bf.device, digest)
+    return _Plan(starts, block, (n_frames, rows, cols, n_bins), spec.frequencies(), spec.grid.look_points(),
+                 attrs, extra, settings.out_dtype, report)
 
 
 def bf_digest(bf: Beamformer) -> str:
@@ -114,18 +144,20 @@ def bf_digest(bf: Beamformer) -> str:
     return digest("Beamformer", bf.spec.digest, bf.frame_rate, bf.window_name, bf.precision, bf.tolerance)
 
 
-def _stream(raw, bf, starts, block, writer, bar) -> None:
-    """Read, beamform and write blocks of frames.  While block i is beamformed, block i+1 is read
-    and block i-1 written by two I/O threads."""
+def _stream(raw, bf, starts, block, writer, bar, first: int = 0, stop: int | None = None) -> None:
+    """Read, beamform and write blocks of frames ``first..stop`` (``first`` a multiple of ``block``, so
+    the blocks are the serial run's).  While block i is beamformed, block i+1 is read and block i-1
+    written by two I/O threads."""
     xp = bf.xp
     rows, cols, n_bins = bf.cube_shape_per_frame
     # two host buffers so one can be written while the other is filled (no page faults per block)
     host = [aligned_empty((block, rows, cols, n_bins), bf.real_dtype) for _ in range(2)]
     dev = xp.empty((block, rows, cols, n_bins), bf.real_dtype) if xp is not np else None
-    firsts = list(range(0, len(starts), block))
+    stop = len(starts) if stop is None else stop
+    firsts = list(range(first, stop, block))
 
     def read(f0):
-        return raw.read_frames(starts[f0:f0 + block], bf.frame_len, bf.real_dtype)
+        return raw.read_frames(starts[f0:min(f0 + block, stop)], bf.frame_len, bf.real_dtype)
 
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer_pool:
         next_frames = reader.submit(read, firsts[0])
@@ -147,17 +179,3 @@ def _stream(raw, bf, starts, block, writer, bar) -> None:
             bar.update(n)
         if pending is not None:
             pending.result()
-
-
-class _NoBar:
-    def update(self, n): pass
-
-    def close(self): pass
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", desc=desc, dynamic_ncols=True, leave=True)

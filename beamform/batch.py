@@ -1,0 +1,153 @@
+"""Many recordings at once: ``beamform run 'recordings/*.h5' -o cubes/`` here or on a Dask cluster.
+
+Each recording is one task (:mod:`beamform.cluster`); with ``frames_per_task`` a long recording is
+split into ranges of frames, each a task that writes its range straight into its place in one
+pre-allocated cube file, which is renamed into place only when every range has succeeded.  Ranges
+are whole multiples of the block size, so every block is computed exactly as in a serial run and the
+cube is byte-for-byte the serial one.
+
+A re-run skips cubes that exist and were made with the same settings (their ``settings_digest``);
+a cube made with other settings is reported and left alone unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+
+import h5py
+
+from .cluster import Report, Task, local_threads, run_tasks
+from .errors import AcamError
+from .geometry import ArrayGeometry
+from .io import CubeWriter, RawRecording
+from .pipeline import RunSettings, _plan, _stream, beamform_file, build_beamformer
+
+
+def expand_inputs(patterns) -> list[str]:
+    """Paths and glob patterns -> the existing files, in the order given (each pattern sorted)."""
+    out: list[str] = []
+    for p in patterns:
+        hits = sorted(glob.glob(os.path.expanduser(p))) if glob.has_magic(p) else [p]
+        if not hits:
+            raise AcamError(f"no file matches {p!r}")
+        out.extend(h for h in hits if h not in out)
+    return out
+
+
+def output_paths(raws: list[str], out_dir: str) -> list[str]:
+    """``out_dir/<name>.cube.h5`` for each recording; two recordings may not share a name."""
+    outs = [os.path.join(out_dir, os.path.splitext(os.path.basename(r))[0] + ".cube.h5") for r in raws]
+    seen: dict[str, str] = {}
+    for r, o in zip(raws, outs):
+        if o in seen:
+            raise AcamError(f"{seen[o]!r} and {r!r} would both write {o!r}; rename one")
+        seen[o] = r
+    return outs
+
+
+@dataclass
+class ManyResult:
+    report: Report
+    tasks: list
+    skipped: list            # outputs already up to date
+    outputs: dict            # raw -> cube written this time
+    seconds_of_audio: float  # beamformed this time
+
+
+def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSettings(),
+                  array: ArrayGeometry | None = None, scheduler: str | None = None,
+                  workers: int | None = None, frames_per_task: int | None = None, retries: int = 2,
+                  overwrite: bool = False, progress: bool = False, echo=None) -> ManyResult:
+    """Beamform each of ``raws`` into ``out_dir``; failures are reported per file, never raised."""
+    if not os.path.isdir(out_dir):
+        raise AcamError(f"output folder {out_dir!r} does not exist")
+    if frames_per_task is not None and frames_per_task < 1:
+        raise AcamError(f"--frames-per-task {frames_per_task} must be at least 1")
+    if settings.threads is None:
+        settings = replace(settings, threads=local_threads(workers, scheduler))
+    outs = output_paths(raws, out_dir)
+    tasks, skipped, parts, pre_failed = [], [], {}, {}
+    for raw_path, out in zip(raws, outs):
+        name = os.path.basename(raw_path)
+        try:
+            with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
+                bf = build_beamformer(raw, settings)
+                plan = _plan(raw, bf, settings)
+            if os.path.exists(out) and not overwrite:
+                if _up_to_date(out, plan.report.settings_digest, plan.n_frames):
+                    skipped.append(out)
+                    continue
+                raise AcamError(f"{out} exists and was made from other settings or data; "
+                                f"use --overwrite to replace it")
+        except AcamError as exc:
+            pre_failed[name] = str(exc)
+            continue
+        seconds = plan.report.seconds_of_audio
+        if frames_per_task is None or frames_per_task >= plan.n_frames:
+            tasks.append(Task(name, _file_task, (raw_path, out, settings, array), units=seconds))
+            continue
+        # ranges of whole blocks, written into one pre-allocated file by as many tasks
+        step = -(-frames_per_task // plan.block) * plan.block
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out) + ".", suffix=".part", dir=out_dir)
+        os.close(fd)
+        plan.create(tmp).close()
+        names = []
+        for f0 in range(0, plan.n_frames, step):
+            f1 = min(f0 + step, plan.n_frames)
+            names.append(f"{name}[{f0}:{f1}]")
+            tasks.append(Task(names[-1], _range_task, (raw_path, tmp, settings, array, f0, f1),
+                              units=seconds * (f1 - f0) / plan.n_frames))
+        parts[name] = (tmp, out, names)
+    rep = run_tasks(tasks, scheduler, workers, retries, progress, "beamform", echo) if tasks else Report()
+    # finish the split files: rename when every range is in, else remove
+    outputs = {}
+    for raw_path, out in zip(raws, outs):
+        name = os.path.basename(raw_path)
+        if name in parts:
+            tmp, out, names = parts[name]
+            if any(n in rep.failed for n in names):
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                continue
+            os.replace(tmp, out)
+            outputs[raw_path] = out
+        elif name in rep.results:
+            outputs[raw_path] = out
+    audio = sum(t.units for t in tasks if t.name in rep.results)
+    rep.failed.update(pre_failed)
+    return ManyResult(rep, tasks, skipped, outputs, audio)
+
+
+def _up_to_date(out: str, digest: str, n_frames: int) -> bool:
+    try:
+        with h5py.File(out, "r") as f:
+            return f.attrs.get("settings_digest") == digest and f["cube"].shape[0] == n_frames
+    except (OSError, KeyError):
+        return False
+
+
+def _file_task(raw_path, out, settings, array):
+    return asdict(beamform_file(raw_path, out, settings, array))
+
+
+def _range_task(raw_path, tmp, settings, array, first, stop):
+    """Frames ``first..stop`` of one recording into the shared cube file ``tmp``."""
+    with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
+        bf = build_beamformer(raw, settings)
+        plan = _plan(raw, bf, settings)
+        writer = CubeWriter.attach(tmp)
+        try:
+            if writer.shape != plan.shape:
+                raise AcamError(f"{tmp}: cube of shape {writer.shape}, expected {plan.shape}")
+            _stream(raw, bf, plan.starts, plan.block, writer, _Quiet(), first, stop)
+        finally:
+            writer.close()
+    return stop - first
+
+
+class _Quiet:
+    def update(self, n): pass
