@@ -379,9 +379,14 @@ def dataset_group():
               help="Also store full 512-bin cubes (3.5 MB per frame in float32).")
 @click.option("--keep-raw", is_flag=True, help="Also store the 128-channel recordings.")
 @click.option("--limit", type=int, default=None, help="Build at most this many missing sequences.")
+@_scale_options
 @click.option("--progress/--no-progress", default=None)
-def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, progress):
-    """Simulate, beamform and store a dataset; resumes where an interrupted build stopped."""
+def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, scheduler, workers, retries, progress):
+    """Simulate, beamform and store a dataset; resumes where an interrupted build stopped.
+
+    Each sequence is one task: --workers N builds on a local Dask cluster, --scheduler ADDRESS on
+    any Dask cluster whose workers see the output folder.  The files do not depend on where they
+    were built (every sequence has its own seed)."""
     import time
 
     from dataset.build import build
@@ -389,7 +394,7 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, progress
 
     t0 = time.perf_counter()
     build(output, preset, seed, device, cubes, keep_raw, sys.stderr.isatty() if progress is None else progress,
-          limit)
+          limit, scheduler, workers, retries, click.echo)
     info = Dataset(output).info()
     click.echo(f"{output}: {info['built']}/{info['sequences']} sequences, {info['seconds']:.0f} s of audio, "
                f"{info['bytes'] / 2 ** 20:.1f} MiB, {time.perf_counter() - t0:.1f} s")
@@ -577,14 +582,21 @@ def _with(options):
 @click.option("--init", type=click.Path(dir_okay=False), help="Local weights (torchvision ResNet-50, SoundNet...).")
 @_with(_train_options)
 def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops, device, output, progress):
-    """Train a teacher or a student on ground-truth labels (resumes an interrupted run)."""
+    """Train a teacher or a student on ground-truth labels (resumes an interrupted run).
+
+    \b
+    Several processes (DistributedDataParallel; NCCL on GPUs, gloo on CPUs):
+      torchrun --nproc-per-node 4 -m learn train --model resnet50 --data data/paper -o runs/r50
+    --batch-size stays the global batch (split evenly over the processes), so the run equals a
+    single-process one up to floating-point summation order; rank 0 writes the run folder."""
     from learn.reproduce import LR
     from learn.train import TrainConfig, fit
 
     lr = lr or LR.get(model) or LR[(model, "G")]
     cfg = TrainConfig(model, data, _scenarios(train_on), epochs, batch_size, lr, seed, None, crops, device=device)
     res = fit(cfg, output, sys.stderr.isatty() if progress is None else progress, init)
-    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
 
 
 @learn_group.command("distill")
@@ -664,9 +676,15 @@ def learn_evaluate(run, test_on, data, device):
 @click.option("--crops", type=int, default=None, help="Crops per sequence (default: the paper's).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@_scale_options
 @click.option("--progress/--no-progress", default=None)
-def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students, crops, batch_size, device, progress):
-    """The paper's protocol: teachers, students (G, D, R), cross-scenario tables."""
+def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students, crops, batch_size, device,
+                    scheduler, workers, retries, progress):
+    """The paper's protocol: teachers, students (G, D, R), cross-scenario tables.
+
+    Each training run is one task: --workers N runs them on a local Dask cluster, --scheduler
+    ADDRESS on any Dask cluster (a distillation starts when its teacher is done).  Re-running the
+    same command resumes and only trains what is missing."""
     from learn.reproduce import TRAIN_SETS, reproduce, tables
 
     sets = [s.strip() for s in train_sets.split(",")]
@@ -675,7 +693,8 @@ def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students,
         raise click.BadParameter(f"{bad}: train sets are all, 1, 2, 3")
     res = reproduce(data, output, epochs, [int(s) for s in seeds.split(",")], sets,
                     tuple(t for t in teachers.split(",") if t), tuple(s for s in students.split(",") if s),
-                    crops, batch_size, device, sys.stderr.isatty() if progress is None else progress)
+                    crops, batch_size, device, sys.stderr.isatty() if progress is None else progress,
+                    scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
     click.echo(tables(res).rstrip())
     click.echo(f"tables in {os.path.join(output, 'tables.md')}")
 

@@ -16,6 +16,7 @@ Files are written whole or not at all.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ import numpy as np
 
 import beamform
 from beamform import Beamformer, CameraGrid, SteeringSpec, default_array
+from beamform.cluster import Task, local_threads, run_tasks
 from beamform.errors import AcamError
 from beamform.io import atomic_output
 
@@ -80,7 +82,8 @@ def plan(preset: Preset, seed: int) -> dict:
 
 
 def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cubes: str | None = None,
-          keep_raw: bool = False, progress: bool = False, limit: int | None = None) -> dict:
+          keep_raw: bool = False, progress: bool = False, limit: int | None = None,
+          scheduler: str | None = None, workers: int | None = None, retries: int = 2, echo=None) -> dict:
     """Build (or resume building) a dataset in ``folder``; returns the manifest.
 
     Parameters
@@ -91,6 +94,10 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
         Also store the 128-channel recording.
     limit : int, optional
         Build at most this many missing sequences (to measure a subset).
+    scheduler, workers, retries
+        Where the sequences (one task each) run: see :func:`beamform.cluster.run_tasks`.  Every
+        sequence has its own seed, so the files are the same wherever they were built.  Failed
+        sequences are retried, then named in the :class:`AcamError` raised after the others finish.
     """
     if preset not in PRESETS:
         raise AcamError(f"preset={preset!r} must be one of {', '.join(PRESETS)}")
@@ -111,21 +118,29 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
         todo = todo[:limit]
     if not todo:
         return manifest
-    geometry = default_array()
-    grid = CameraGrid()
-    bf = Beamformer(SteeringSpec(geometry, grid, SAMPLE_FREQ, N_BINS), FRAME_RATE, WINDOW, device)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="seq", desc=f"building {preset}", dynamic_ncols=True)
-    for s in todo:
-        build_sequence(os.path.join(folder, s["file"]), s, p, bf, seed, cubes, keep_raw)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+    threads = local_threads(workers, scheduler)
+    tasks = [Task(s["name"], _sequence_task, (os.path.join(folder, s["file"]), s, p, seed, cubes, keep_raw,
+                                              device, threads), units=1.0) for s in todo]
+    rep = run_tasks(tasks, scheduler, workers, retries, progress, f"building {preset}", echo)
+    if echo is not None and (scheduler is not None or workers is not None):
+        echo(rep.summary(tasks, "sequences"))
+    if rep.failed:
+        names = ", ".join(f"{k} ({v})" for k, v in list(rep.failed.items())[:3])
+        raise AcamError(f"{len(rep.failed)} of {len(todo)} sequence(s) failed: {names}"
+                        + (" ..." if len(rep.failed) > 3 else "") + "; run the build again to retry them")
     return manifest
+
+
+@functools.lru_cache(maxsize=4)
+def _beamformer(device: str, threads: int | None) -> Beamformer:
+    """The dataset's beamformer, one per process (its steering matrix is built once)."""
+    return Beamformer(SteeringSpec(default_array(), CameraGrid(), SAMPLE_FREQ, N_BINS), FRAME_RATE, WINDOW,
+                      device, threads=threads)
+
+
+def _sequence_task(path, seq, p, seed, cubes, keep_raw, device, threads) -> str:
+    build_sequence(path, seq, p, _beamformer(device, threads), seed, cubes, keep_raw)
+    return path
 
 
 def build_sequence(path: str, seq: dict, p: Preset, bf: Beamformer, seed: int, cubes: str | None,

@@ -12,6 +12,10 @@ import json
 import os
 
 import numpy as np
+import torch
+
+from beamform.cluster import Dep, Task, local_threads, run_tasks
+from beamform.errors import AcamError
 
 from .evaluate import evaluate_run
 from .train import TrainConfig, fit
@@ -25,43 +29,71 @@ TRAIN_SETS = {"all": [1, 2, 3], "1": [1], "2": [2], "3": [3]}
 def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets=("all", "1", "2", "3"),
               teachers=("dualcamnet", "resnet50"), students=("hearnet", "soundnet"), crops: int | None = None,
               batch_size: int = 32, device: str = "auto", progress: bool = False, lam: float = 0.5,
-              temperature: float = 1.0) -> dict:
+              temperature: float = 1.0, scheduler: str | None = None, workers: int | None = None,
+              retries: int = 1, echo=None) -> dict:
     """Run the protocol; returns ``{(model, supervision, train_set): {test: [acc per seed]}}`` and
-    writes ``results.json`` and ``tables.md`` into ``out_dir``."""
+    writes ``results.json`` and ``tables.md`` into ``out_dir``.
+
+    Every training run (with its evaluation) is one task of :func:`beamform.cluster.run_tasks`, so
+    ``scheduler``/``workers`` spread the protocol over a Dask cluster; a distillation waits for its
+    teacher.  Runs that finished before are resumed from their last checkpoint (nothing left to
+    train), so a re-run only does what is missing.  Failed runs are named in the :class:`AcamError`
+    raised after the tables of the others are written.
+    """
     os.makedirs(out_dir, exist_ok=True)
-    results: dict = {}
     tag = {"dualcamnet": "D", "resnet50": "R", "temporal_resnet50": "TR", "avnet": "AV"}
-
-    def record(key, res):
-        slot = results.setdefault(key, {})
-        for k, v in res.items():
-            slot.setdefault(k, []).append(v)
-
+    fanned = scheduler is not None or workers is not None
+    threads = local_threads(workers, scheduler) if fanned else None
+    inner = progress and not fanned        # per-epoch bars only when runs go one after the other
+    tasks, keys = [], {}
     for seed in seeds:
         for ts in train_sets:
             train_on = TRAIN_SETS[ts]
-            teacher_dirs = {}
+            teacher_task = {}
             for t in teachers:
-                run = os.path.join(out_dir, f"seed{seed}", f"train_{ts}", t)
-                fit(TrainConfig(t, data, train_on, epochs, batch_size, LR[t], seed, None, crops, device=device),
-                    run, progress)
-                teacher_dirs[tag[t]] = run
-                record((t, "-", ts), evaluate_run(run, (1, 2, 3), device=device))
+                name = f"seed{seed}/train_{ts}/{t}"
+                cfg = TrainConfig(t, data, train_on, epochs, batch_size, LR[t], seed, None, crops, device=device)
+                tasks.append(Task(name, _run_task, (cfg, os.path.join(out_dir, name), inner, threads)))
+                keys[name] = (t, "-", ts)
+                teacher_task[tag[t]] = name
             for s in students:
                 for sup in ["G"] + [tag[t] for t in teachers]:
-                    run = os.path.join(out_dir, f"seed{seed}", f"train_{ts}", f"{s}_{sup}")
-                    teacher = None if sup == "G" else teacher_dirs[sup]
+                    name = f"seed{seed}/train_{ts}/{s}_{sup}"
+                    teacher = None if sup == "G" else os.path.join(out_dir, teacher_task[sup])
                     lr = LR.get((s, sup), LR[(s, "D")])
-                    fit(TrainConfig(s, data, train_on, epochs, batch_size, lr, seed, None, crops, teacher,
-                                    lam, temperature, device=device), run, progress)
-                    record((s, sup, ts), evaluate_run(run, (1, 2, 3), device=device))
+                    cfg = TrainConfig(s, data, train_on, epochs, batch_size, lr, seed, None, crops, teacher,
+                                      lam, temperature, device=device)
+                    after = () if sup == "G" else (teacher_task[sup],)
+                    tasks.append(Task(name, _run_task, (cfg, os.path.join(out_dir, name), inner, threads)
+                                      + tuple(Dep(a) for a in after), after))
+                    keys[name] = (s, sup, ts)
+    rep = run_tasks(tasks, scheduler, workers, retries, progress and fanned, "runs", echo)
+    if echo is not None and fanned:
+        echo(rep.summary(tasks))
+    results: dict = {}
+    for name, res in rep.results.items():      # task order, so seeds stay in order per cell
+        slot = results.setdefault(keys[name], {})
+        for k, v in res.items():
+            slot.setdefault(k, []).append(v)
     table = tables(results)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump([{"model": k[0], "supervision": k[1], "train_on": k[2], "accuracy": v}
                    for k, v in results.items()], f, indent=1)
     with open(os.path.join(out_dir, "tables.md"), "w") as f:
         f.write(table)
+    if rep.failed:
+        names = "; ".join(f"{k}: {v}" for k, v in list(rep.failed.items())[:3])
+        raise AcamError(f"{len(rep.failed)} of {len(tasks)} training run(s) failed ({names}"
+                        + (" ..." if len(rep.failed) > 3 else "") + "); the others are in tables.md")
     return results
+
+
+def _run_task(cfg: TrainConfig, run: str, progress: bool, threads: int | None, *_teacher_done) -> dict:
+    """Train (or resume) one run, then evaluate it on every scenario."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    fit(cfg, run, progress)
+    return evaluate_run(run, (1, 2, 3), device=cfg.device)
 
 
 def tables(results: dict) -> str:

@@ -127,7 +127,14 @@ def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
 def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None = None,
         resume: bool = True) -> dict:
     """Train ``cfg.model`` (with distillation from ``cfg.teacher`` when given); returns a summary."""
-    device = pick_device(cfg.device)
+    dist = Distributed.from_env(cfg.device)
+    device = dist.device if dist else pick_device(cfg.device)
+    per_rank_batch = cfg.batch_size
+    if dist:
+        if cfg.batch_size % dist.world:
+            raise AcamError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
+                            f"{dist.world} processes")
+        per_rank_batch = cfg.batch_size // dist.world
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     os.makedirs(out_dir, exist_ok=True)
@@ -139,7 +146,12 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
     if cfg.teacher:
         if cfg.model not in STUDENTS:
             raise AcamError(f"distillation trains a student ({', '.join(STUDENTS)}), not {cfg.model!r}")
+        if dist and dist.rank != 0:
+            dist.barrier()                   # rank 0 fills the soft-label cache, the others read it
         soft = teacher_soft_logits(cfg.teacher, train.crops, data, device).to(device)
+        if dist and dist.rank == 0:
+            dist.barrier()
+    net = dist.wrap(model) if dist else model     # what trains; ``model`` is what is saved
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, best_acc, history = 0, -1.0, []
     last = os.path.join(out_dir, "last.pt")
@@ -150,24 +162,26 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start_epoch, best_acc, history = ck["epoch"] + 1, ck["best_acc"], ck["history"]
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(asdict(cfg), f, indent=1)
+    main = dist is None or dist.rank == 0
+    if main:
+        with open(os.path.join(out_dir, "config.json"), "w") as f:
+            json.dump(asdict(cfg), f, indent=1)
     val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate)
     bar = None
-    if progress:
+    if progress and main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.epochs, initial=start_epoch, unit="epoch", desc=f"{cfg.model}", dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        model.train()
-        g = torch.Generator().manual_seed(epoch)           # epoch number as shuffle seed
-        loader = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                             collate_fn=collate)
+        net.train()
+        sampler = EpochShuffle(len(train), epoch, dist.rank if dist else 0, dist.world if dist else 1)
+        loader = torch.utils.data.DataLoader(train, batch_size=per_rank_batch, sampler=sampler,
+                                             collate_fn=collate, generator=torch.Generator())
         total, correct, n = 0.0, 0, 0
         for x, y, idx in loader:
             x, y = _to(x, device), y.to(device)
-            logits = clip_logits(model(x))
+            logits = clip_logits(net(x))
             if soft is not None:
                 loss = distillation_loss(logits, y, soft[idx.to(device)], cfg.lam, cfg.temperature)
             else:
@@ -178,6 +192,11 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
             total += float(loss.detach()) * len(y)
             correct += int((logits.argmax(-1) == y).sum())
             n += len(y)
+        if dist:
+            total, correct, n = dist.sum(total, correct, n)
+        if not main:                       # rank 0 validates and writes; the others wait for it
+            dist.barrier()
+            continue
         vl, vy, _ = predict(model, val_loader, device)
         val_acc = float((vl.argmax(-1) == vy).mean())
         row = {"epoch": epoch, "loss": total / n, "train_acc": correct / n, "val_acc": val_acc,
@@ -194,9 +213,105 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         if bar is not None:
             bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{val_acc:.3f}")
             bar.update(1)
+        if dist:
+            dist.barrier()
     if bar is not None:
         bar.close()
-    return {"best_val_acc": best_acc, "epochs": len(history), "out_dir": out_dir}
+    if dist:
+        best_acc = dist.broadcast(best_acc)
+        dist.close()
+    return {"best_val_acc": best_acc, "epochs": cfg.epochs, "out_dir": out_dir}
+
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """The epoch's shuffle (the epoch number seeds it), dealt out to ``world`` processes.
+
+    Process ``rank`` takes positions ``rank, rank + world, ...`` of the permutation, so with a
+    per-process batch of ``B / world`` the union of the processes' i-th batches is the i-th batch
+    of ``B`` of a single process.  Like ``DistributedSampler``, the permutation is padded from its
+    start to a multiple of ``world``.  (One number is drawn before the permutation, as a shuffling
+    ``DataLoader`` does, so single-process runs keep the order of earlier releases.)
+    """
+
+    def __init__(self, n: int, epoch: int, rank: int = 0, world: int = 1):
+        g = torch.Generator().manual_seed(epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=g)
+        perm = torch.randperm(n, generator=g).tolist()
+        total = -(-n // world) * world
+        perm += perm[: total - n]
+        self.indices = perm[rank:total:world]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+class Distributed:
+    """One process of a ``torchrun`` job: DistributedDataParallel over NCCL (GPUs) or gloo (CPUs).
+
+    The global batch is ``--batch-size``, dealt out evenly to the processes by
+    :class:`EpochShuffle` with the single-process shuffle, so each optimiser step sees the same
+    samples as a single-process run and the result equals it within floating-point summation order
+    (exactly so for models without batch norm; with batch norm, GPUs synchronise its statistics,
+    CPUs normalise per process).  Rank 0 alone validates and writes checkpoints and logs.
+    """
+
+    def __init__(self, rank: int, world: int, local_rank: int, device: torch.device):
+        self.rank, self.world, self.local_rank, self.device = rank, world, local_rank, device
+
+    @classmethod
+    def from_env(cls, device_name: str) -> "Distributed | None":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return None
+        import torch.distributed as td
+
+        rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        device = pick_device(device_name)
+        if device.type == "cuda":
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        if not td.is_initialized():
+            td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank, world, local, device)
+
+    def wrap(self, model):
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            return DistributedDataParallel(model, device_ids=[self.device.index])
+        return DistributedDataParallel(model)
+
+    def barrier(self):
+        import torch.distributed as td
+
+        if self.device.type == "cuda":
+            td.barrier(device_ids=[self.device.index])
+        else:
+            td.barrier()
+
+    def sum(self, *values):
+        import torch.distributed as td
+
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        td.all_reduce(t)
+        return tuple(t.tolist())
+
+    def broadcast(self, value: float) -> float:
+        import torch.distributed as td
+
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        td.broadcast(t, 0)
+        return float(t.item())
+
+    def close(self):
+        import torch.distributed as td
+
+        if td.is_initialized():
+            td.destroy_process_group()
 
 
 def _save(obj, path):
