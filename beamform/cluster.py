@@ -22,6 +22,7 @@ Outputs are atomic per task, and the callers skip finished outputs, so a re-run 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -173,7 +174,7 @@ def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Repor
     cluster = None
     if n_local is not None:
         cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
+                               dashboard_address=":0", silence_logs=logging.CRITICAL)  # we report failures
         address = cluster.scheduler_address
     else:
         address = scheduler
@@ -191,8 +192,9 @@ def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Repor
             futures = {}
             for t in tasks:
                 args = tuple(futures[a.name] if isinstance(a, Dep) else a for a in t.args)
-                futures[t.name] = client.submit(_timed, t.fn, *args, key=f"{t.name}-{os.urandom(4).hex()}",
-                                                retries=retries, pure=False)
+                deps = tuple(i for i, a in enumerate(t.args) if isinstance(a, Dep))
+                futures[t.name] = client.submit(_timed, t.fn, *args, deps=deps, retries=retries, pure=False,
+                                                key=f"{t.name}-{os.urandom(4).hex()}")
             by_key = {f.key: name for name, f in futures.items()}
             bar = progress_bar(len(tasks), progress, desc, "task")
             for fut in as_completed(list(futures.values())):
@@ -226,8 +228,11 @@ def _dashboard(client) -> str:
     return f"; dashboard {client.dashboard_link}"
 
 
-def _timed(fn, *args):
-    """Run ``fn(*args)``; return its value and where and how long it ran."""
+def _timed(fn, *args, deps: tuple = ()):
+    """Run ``fn(*args)``; return its value and where and how long it ran.  ``args[i]`` for ``i`` in
+    ``deps`` is another task's ``(value, timing)``, passed on as the value."""
+    if deps:
+        args = tuple(a[0] if i in deps else a for i, a in enumerate(args))
     start = time.time()
     t0 = time.perf_counter()
     value = fn(*args)

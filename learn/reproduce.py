@@ -40,6 +40,7 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
     train), so a re-run only does what is missing.  Failed runs are named in the :class:`AcamError`
     raised after the tables of the others are written.
     """
+    data, out_dir = os.fspath(data), os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     tag = {"dualcamnet": "D", "resnet50": "R", "temporal_resnet50": "TR", "avnet": "AV"}
     fanned = scheduler is not None or workers is not None
