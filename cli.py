@@ -472,6 +472,7 @@ def bench_group():
       acam bench beamform                                  compute, end to end, plain NumPy baseline
       acam bench beamform --peers --sweep mics,grid,bins,frames -o bench.json
       acam bench all -o benchmarks/results/<machine>.json  every heavy step
+      acam bench scale                                     files/s on 1, 2, 4 local Dask workers
       acam bench report benchmarks/results/*.json -o report.md
     """
 
@@ -507,8 +508,22 @@ def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
 def bench_all(output, device, smoke):
     """Every heavy step: beamformer with peers and sweeps, MFCC, dataset, training, distillation."""
     args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames,length", "--steps",
-            "--tolerances", "1e-2,1e-3,1e-4"]
+            "--tolerances", "1e-2,1e-3,1e-4", "--scaling", "1,2,4"]
     _bench(args + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
+
+
+@bench_group.command("scale")
+@click.option("--workers", default="1,2,4", show_default=True, help="Local Dask cluster sizes.")
+@click.option("--files", default=16, show_default=True, help="Recordings (one task each).")
+@click.option("--seconds", default=2.0, show_default=True, help="Length of each recording.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="JSON file with every figure.")
+@click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
+def bench_scale(workers, files, seconds, output, smoke):
+    """Files per second on 1, 2, 4 local Dask workers against the ideal line; overhead per task."""
+    from benchmarks.scaling import main
+
+    main(["--workers", workers, "--files", str(files), "--seconds", str(seconds)]
+         + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
 
 
 @bench_group.command("report")

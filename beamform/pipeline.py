@@ -56,7 +56,17 @@ def build_beamformer(raw: RawRecording, s: RunSettings) -> Beamformer:
     grid = CameraGrid(s.rows, s.cols, hfov, vfov, s.focus)
     weights = (~raw.bad_mics).astype(float)
     spec = SteeringSpec(raw.geometry, grid, raw.sample_freq, s.bins, s.speed_of_sound, weights)
-    return Beamformer(spec, raw.frame_rate, s.window, s.device, s.precision, s.threads, s.tolerance)
+    key = (spec.digest, raw.frame_rate, s.window, s.device, s.precision, s.threads, s.tolerance)
+    bf = _RECENT.pop(key, None)
+    if bf is None:
+        bf = Beamformer(spec, raw.frame_rate, s.window, s.device, s.precision, s.threads, s.tolerance)
+    _RECENT[key] = bf                  # most recent last; recordings of one array share the steering
+    while len(_RECENT) > 2:
+        _RECENT.pop(next(iter(_RECENT)))
+    return bf
+
+
+_RECENT: dict = {}   # the last beamformers built in this process (their steering matrices are built once)
 
 
 def beamform_file(raw_path, cube_path, settings: RunSettings = RunSettings(),

@@ -696,6 +696,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma-separated sweeps: mics,grid,bins,frames (compute step), length (whole command)")
     p.add_argument("--tolerances", default="", metavar="LIST",
                    help="low-rank steering side by side with the exact path, e.g. 1e-2,1e-3,1e-4")
+    p.add_argument("--scaling", default="", metavar="LIST",
+                   help="files/s on local Dask clusters of these worker counts, e.g. 1,2,4 (benchmarks.scaling)")
     p.add_argument("--steps", action="store_true",
                    help="also time MFCC, one dataset sequence, training steps, cached vs live distillation")
     args = p.parse_args(argv)
@@ -877,6 +879,13 @@ def run_extras(args, cfg: Config, device: str, report: Report) -> dict:
         print(f"  distillation step, cached soft labels      {di['cached']:8.3f} s")
         print(f"  distillation step, live DualCamNet teacher {di['live']:8.3f} s   (cache {di['speedup']:.1f}x faster)")
         out["steps"] = {"mfcc": mf, "dataset_sequence": ds, "training": tr, "distillation": di}
+    if args.scaling:
+        from . import scaling
+
+        print("\n9. Scale-out (local Dask workers)\n---------------------------------")
+        r = scaling.measure(tuple(int(w) for w in args.scaling.split(",") if w), smoke=smoke)
+        print(scaling.table(r))
+        out["scaling"] = r
     return out
 
 

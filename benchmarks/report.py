@@ -95,7 +95,48 @@ def markdown(docs: list[tuple[str, dict]]) -> str:
             di = s["distillation"]
             lines.append(f"| distillation step, cached / live teacher | {di['cached']:.3f} s / {di['live']:.3f} s "
                          f"({di['speedup']:.1f}x) |")
+        if "scaling" in d:
+            sc = d["scaling"]
+            lines += ["", f"Scale-out: {sc['files']} recordings of {sc['seconds_each']:g} s, one task each, one thread "
+                      f"per task, {sc['cores']} cores; serial in-process {sc['serial']['files_per_s']:.2f} files/s.", "",
+                      "| workers | files/s | ideal on cores | efficiency | warm files/s | warm efficiency | "
+                      "cluster start-up s | first-task extra s | overhead ms/task |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for x in sc["rows"]:
+                lines.append(f"| {x['workers']} | {x['files_per_s']:.2f} | {x['ideal_on_cores_files_per_s']:.2f} | "
+                             f"{x['efficiency_on_cores_files_per_s']:.0%} | {x['steady_files_per_s']:.2f} | "
+                             f"{x['efficiency_on_cores_steady_files_per_s']:.0%} | {x['startup_s']:.2f} | "
+                             f"{x['first_task_excess_s']:.2f} | {x['overhead_ms_per_task']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def plot_scaling(docs: list[tuple[str, dict]], out_png: str) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs = [(p, d) for p, d in docs if "scaling" in d]
+    if not docs:
+        return False
+    fig, ax = plt.subplots(figsize=(4.6, 3.4), dpi=100)
+    for path, d in docs:
+        rows = d["scaling"]["rows"]
+        w = [r["workers"] for r in rows]
+        name = os.path.basename(path)
+        ax.plot(w, [r["files_per_s"] for r in rows], "o-", label=f"{name}")
+        ax.plot(w, [r["steady_files_per_s"] for r in rows], "s-", label=f"{name}, warm")
+        ax.plot(w, [r["ideal_steady_files_per_s"] for r in rows], "k--", lw=0.8, label="ideal (N x 1 worker, warm)")
+        ax.axvline(d["scaling"]["cores"], color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("local Dask workers")
+    ax.set_ylabel("recordings per second")
+    ax.set_title("scale-out")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+    return True
 
 
 def plot_sweeps(docs: list[tuple[str, dict]], out_png: str) -> bool:
@@ -138,6 +179,9 @@ def report(paths: list[str], out_md: str | None = None) -> tuple[str, str | None
             md += f"\n![sweeps]({os.path.basename(png)})\n"
         else:
             png = None
+        scale_png = os.path.splitext(out_md)[0] + "_scaling.png"
+        if plot_scaling(docs, scale_png):
+            md += f"\n![scale-out]({os.path.basename(scale_png)})\n"
         with open(out_md, "w", encoding="utf-8") as f:
             f.write(md)
     return md, png

@@ -93,6 +93,11 @@ def test_smoke_extras_and_report(tmp_path):
     assert _positive_finite(steps["mfcc"]["seconds_per_frame"])
     assert set(steps["training"]) == {"dualcamnet", "hearnet", "soundnet", "resnet50"}
     assert _positive_finite(steps["distillation"]["cached"]) and _positive_finite(steps["distillation"]["live"])
+    sc = doc["scaling"]
+    assert [r["workers"] for r in sc["rows"]] == [1, 2]          # smoke: at most 2 workers
+    for r in sc["rows"]:
+        assert all(_positive_finite(r[k]) for k in ("files_per_s", "wall_s", "overhead_ms_per_task"))
+        assert sum(r["tasks_per_worker"]) == sc["files"]
     md = tmp_path / "report.md"
     proc = subprocess.run([sys.executable, "-m", "cli", "bench", "report", str(out), "-o", str(md)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
@@ -100,3 +105,5 @@ def test_smoke_extras_and_report(tmp_path):
     text = md.read_text()
     assert "| pyroomacoustics_SRP |" in text and "| mics |" in text and "distillation step" in text
     assert (tmp_path / "report_sweeps.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| workers | files/s |" in text
+    assert (tmp_path / "report_scaling.png").read_bytes()[:4] == b"\x89PNG"
