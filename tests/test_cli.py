@@ -154,7 +154,7 @@ def test_impossible_options_fail_cleanly(small_raw, tmp_path, args, words):
     assert not out.exists() and not leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("target", ["missing_dir/cube.h5", "/proc/acam-cube.h5", "."])
+@pytest.mark.parametrize("target", ["missing_dir/cube.h5", "/proc/acam-cube.h5"])
 def test_unwritable_output_fails_cleanly(small_raw, tmp_path, target):
     out = target if target.startswith("/") else str(tmp_path / target)
     r = CliRunner().invoke(beamform_group, ["run", str(small_raw), "--bins", "16", "-o", out])
@@ -162,6 +162,16 @@ def test_unwritable_output_fails_cleanly(small_raw, tmp_path, target):
     lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in r.output, r.output
     assert not leftovers(tmp_path)
+
+
+def test_output_folder_takes_the_recordings_name(small_raw, tmp_path):
+    folder = tmp_path / "cubes"
+    folder.mkdir()
+    r = CliRunner().invoke(beamform_group, ["run", str(small_raw), "--bins", "16", "-o", str(folder)])
+    assert r.exit_code == 0, r.output
+    with h5py.File(folder / "raw.cube.h5") as f:
+        assert f["cube"].shape == (6, 36, 48, 16)
+    assert os.listdir(folder) == ["raw.cube.h5"]
 
 
 def test_output_never_overwrites_input(small_raw):
