@@ -98,7 +98,8 @@ def markdown(docs: list[tuple[str, dict]]) -> str:
         if "scaling" in d:
             sc = d["scaling"]
             lines += ["", f"Scale-out: {sc['files']} recordings of {sc['seconds_each']:g} s, one task each, one thread "
-                      f"per task, {sc['cores']} cores; serial in-process {sc['serial']['files_per_s']:.2f} files/s.", "",
+                      f"per task, {sc['cores']} cores; serial in-process {sc['serial']['files_per_s']:.2f} files/s on one "
+                      f"thread, {sc.get('serial_all_cores', {}).get('files_per_s', float('nan')):.2f} on all cores.", "",
                       "| workers | files/s | ideal on cores | efficiency | warm files/s | warm efficiency | "
                       "cluster start-up s | first-task extra s | overhead ms/task |",
                       "|---|---|---|---|---|---|---|---|---|"]
@@ -127,6 +128,8 @@ def plot_scaling(docs: list[tuple[str, dict]], out_png: str) -> bool:
         ax.plot(w, [r["files_per_s"] for r in rows], "o-", label=f"{name}")
         ax.plot(w, [r["steady_files_per_s"] for r in rows], "s-", label=f"{name}, warm")
         ax.plot(w, [r["ideal_steady_files_per_s"] for r in rows], "k--", lw=0.8, label="ideal (N x 1 worker, warm)")
+        ax.plot(w, [r["ideal_on_cores_steady_files_per_s"] for r in rows], "k:", lw=1.2,
+                label=f"ideal on {d['scaling']['cores']} cores")
         ax.axvline(d["scaling"]["cores"], color="grey", lw=0.8, ls=":")
     ax.set_xlabel("local Dask workers")
     ax.set_ylabel("recordings per second")

@@ -14,8 +14,8 @@ file), every task with one CPU thread so that N workers use N cores.  For each N
   cores this machine has (beyond them, workers share cores: no gain is possible);
 * the overhead per task: ``--noop`` empty tasks on the same cluster, window / tasks.
 
-A serial run in this process (no Dask, one thread) is the baseline the 1-worker cluster is compared
-with.
+Serial runs in this process (no Dask) on one thread and on all cores (the default without
+``--workers``) are the baselines.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,12 @@ def measure(workers=(1, 2, 4), files: int = 16, seconds: float = 2.0, bins: int 
             wall = time.perf_counter() - t0
         assert not res.report.failed, res.report.failed
         out["serial"] = {"wall_s": wall, "files_per_s": files / wall}
+        d = tmp / "serial_all_cores"          # the default without Dask: one process, every core
+        d.mkdir()
+        t0 = time.perf_counter()
+        beamform_many(raws, str(d), replace(settings, threads=None))
+        out["serial_all_cores"] = {"wall_s": time.perf_counter() - t0}
+        out["serial_all_cores"]["files_per_s"] = files / out["serial_all_cores"]["wall_s"]
         for n in workers:
             d = tmp / f"w{n}"
             d.mkdir()
@@ -128,7 +135,8 @@ def measure(workers=(1, 2, 4), files: int = 16, seconds: float = 2.0, bins: int 
 def table(r: dict) -> str:
     lines = [f"  {r['files']} files x {r['seconds_each']:g} s, {r['mics']} mics, {r['bins']} bins, one thread per "
              f"task, {r['cores']} cores",
-             f"  serial in this process (warm): {r['serial']['files_per_s']:.2f} files/s",
+             f"  serial in this process (warm): {r['serial']['files_per_s']:.2f} files/s on one thread, "
+             f"{r['serial_all_cores']['files_per_s']:.2f} files/s on all cores (no Dask)",
              "  workers | files/s  ideal  eff.   | warm files/s  ideal  eff.  | start-up s  1st task +s  overhead ms/task"]
     for x in r["rows"]:
         lines.append(
@@ -151,7 +159,16 @@ def main(argv=None) -> int:
     r = measure(tuple(int(w) for w in a.workers.split(",")), a.files, a.seconds, smoke=a.smoke)
     print("Scale-out (local Dask workers)\n" + table(r))
     if a.json:
-        Path(a.json).write_text(json.dumps({"scaling": r, "command": " ".join(sys.argv)}, indent=2) + "\n")
+        import datetime
+
+        from .bench_beamform import machine_info
+
+        doc = {"schema": 1, "command": "python -m benchmarks.scaling " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "device": "cpu", "machine": machine_info("cpu"), "figures": {}, "scaling": r}
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {a.json}")
     return 0
 
 
