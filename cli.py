@@ -178,6 +178,8 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
         raise click.ClickException(f"--bins {bins} must be at least 1")
     if threads is not None and threads < 1:
         raise click.ClickException(f"--threads {threads} must be at least 1")
+    if retries < 0:
+        raise click.ClickException(f"--retries {retries} must be at least 0")
     from beamform.batch import expand_inputs
 
     raws = expand_inputs(raw)
@@ -208,6 +210,9 @@ def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task,
         raise click.UsageError("several recordings (or --scheduler/--workers/--frames-per-task) need -o FOLDER")
     if os.path.exists(output) and not os.path.isdir(output):
         raise click.UsageError(f"-o {output!r} is a file; several recordings need a folder")
+    from beamform.cluster import local_workers
+
+    local_workers(workers, scheduler)          # a bad --workers fails before anything is made
     os.makedirs(output, exist_ok=True)
     res = beamform_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries,
                         overwrite, show, click.echo)

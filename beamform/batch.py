@@ -67,8 +67,10 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
         raise AcamError(f"output folder {out_dir!r} does not exist")
     if frames_per_task is not None and frames_per_task < 1:
         raise AcamError(f"--frames-per-task {frames_per_task} must be at least 1")
-    if settings.threads is None:
+    if settings.threads is None:      # also checks --workers
         settings = replace(settings, threads=local_threads(workers, scheduler))
+    if retries < 0:
+        raise AcamError(f"--retries {retries} must be at least 0")
     outs = output_paths(raws, out_dir)
     tasks, skipped, parts, pre_failed = [], [], {}, {}
     for raw_path, out in zip(raws, outs):
@@ -102,7 +104,13 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
             tasks.append(Task(names[-1], _range_task, (raw_path, tmp, settings, array, f0, f1),
                               units=seconds * (f1 - f0) / plan.n_frames))
         parts[name] = (tmp, out, names)
-    rep = run_tasks(tasks, scheduler, workers, retries, progress, "beamform", echo) if tasks else Report()
+    try:
+        rep = run_tasks(tasks, scheduler, workers, retries, progress, "beamform", echo) if tasks else Report()
+    except BaseException:           # no cluster, interrupted...: no half-made cube stays behind
+        for tmp, _, _ in parts.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
     # finish the split files: rename when every range is in, else remove
     outputs = {}
     for raw_path, out in zip(raws, outs):

@@ -104,6 +104,7 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
     if cubes not in (None, "float16", "float32"):
         raise AcamError(f"cubes={cubes!r} must be float16 or float32")
     p = PRESETS[preset]
+    threads = local_threads(workers, scheduler)           # also checks --workers
     folder = os.fspath(folder)
     os.makedirs(os.path.join(folder, "sequences"), exist_ok=True)
     manifest = plan(p, seed)
@@ -118,7 +119,6 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
         todo = todo[:limit]
     if not todo:
         return manifest
-    threads = local_threads(workers, scheduler)
     tasks = [Task(s["name"], _sequence_task, (os.path.join(folder, s["file"]), s, p, seed, cubes, keep_raw,
                                               device, threads), units=1.0) for s in todo]
     rep = run_tasks(tasks, scheduler, workers, retries, progress, f"building {preset}", echo)

@@ -201,3 +201,22 @@ def test_ddp_batch_must_split_evenly(tmp_path, tiny_dataset):
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode != 0
     assert "--batch-size 7 (the global batch) must be a multiple of the 2 processes" in p.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--workers", "0"], "--workers 0 must be at least 1"),
+    (["--retries", "-1"], "--retries -1 must be at least 0"),
+    (["--frames-per-task", "0"], "--frames-per-task 0 must be at least 1"),
+])
+def test_impossible_scale_options(tmp_path, rng, args, words):
+    _recordings(tmp_path, rng, 1)
+    out = tmp_path / "out"
+    r = _run(["run", str(tmp_path / "rec0.h5"), "-o", str(out), "--bins", "16", *args])
+    assert r.exit_code != 0 and words in r.output
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_dataset_build_refuses_zero_workers(tmp_path):
+    r = CliRunner().invoke(acam, ["dataset", "build", "-o", str(tmp_path / "d"), "--workers", "0"])
+    assert r.exit_code != 0 and "--workers 0 must be at least 1" in r.output
+    assert not (tmp_path / "d").exists()
