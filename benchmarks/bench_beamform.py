@@ -874,7 +874,9 @@ def run_extras(args, cfg: Config, device: str, report: Report) -> dict:
             f"{k} {v:.2f} s" for k, v in ds.items() if k.startswith("scenario")))
         tr = steps.training_steps(smoke=smoke)
         for name, r in tr.items():
-            print(f"  training step {name:12s} batch {r['batch']:2d}     {r['seconds_per_step']:8.3f} s")
+            est = ", ".join(f"{k} {v / 60:.1f} min" for k, v in r["epoch_estimate_s"].items())
+            print(f"  training step {name:12s} batch {r['batch']:2d}     {r['seconds_per_step']:8.3f} s   "
+                  f"epoch estimate: {est}")
         di = steps.distillation_cached_vs_live(smoke=smoke)
         print(f"  distillation step, cached soft labels      {di['cached']:8.3f} s")
         print(f"  distillation step, live DualCamNet teacher {di['live']:8.3f} s   (cache {di['speedup']:.1f}x faster)")

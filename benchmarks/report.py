@@ -91,7 +91,9 @@ def markdown(docs: list[tuple[str, dict]]) -> str:
                 if k.startswith("scenario"):
                     lines.append(f"| dataset sequence (tiny, {s['dataset_sequence']['seconds_of_audio']:g} s), {k} | {v:.2f} s |")
             for k, v in s["training"].items():
-                lines.append(f"| training step {k} (batch {v['batch']}) | {v['seconds_per_step']:.3f} s |")
+                est = v.get("epoch_estimate_s", {})
+                est = ("; epoch estimate " + ", ".join(f"{p} {t / 60:.1f} min" for p, t in est.items())) if est else ""
+                lines.append(f"| training step {k} (batch {v['batch']}) | {v['seconds_per_step']:.3f} s{est} |")
             di = s["distillation"]
             lines.append(f"| distillation step, cached / live teacher | {di['cached']:.3f} s / {di['live']:.3f} s "
                          f"({di['speedup']:.1f}x) |")

@@ -43,7 +43,9 @@ def dataset_sequence(preset: str = "tiny") -> dict:
 
 def training_steps(batch: int = 8, repeats: int = 3, smoke: bool = False) -> dict:
     """Seconds per training step (forward, backward, Adam) of each network on random tensors of the
-    dataset's shapes; video at 96 x 128 (the small preset)."""
+    dataset's shapes; video at 96 x 128 (the small preset).  ``epoch_estimate_s`` scales the step to
+    an epoch of each preset's training split (step time per sample x training crops; loading the
+    crops and validating are not included - measured epochs are in each run's ``log.csv``)."""
     import torch
 
     from learn.models import ModelConfig, build_model
@@ -77,7 +79,21 @@ def training_steps(batch: int = 8, repeats: int = 3, smoke: bool = False) -> dic
             step()
             ts.append(time.perf_counter() - t0)
         out[name] = {"batch": b, "seconds_per_step": float(np.median(ts)), "samples": ts}
+        out[name]["epoch_estimate_s"] = {
+            preset: n * out[name]["seconds_per_step"] / b for preset, n in train_crops(name).items()}
     return out
+
+
+def train_crops(model: str) -> dict:
+    """Training crops per epoch with the paper's crops (teachers 30 x 1 s, students 6 x 5 s per
+    sequence) on the training split of each preset."""
+    from dataset.build import PRESETS, plan
+    from learn.models import STUDENTS
+    from learn.train import CROPS
+
+    per_seq = CROPS["student" if model in STUDENTS else "teacher"][1]
+    return {name: per_seq * sum(s["split"] == "train" for s in plan(p, 0)["sequences"])
+            for name, p in PRESETS.items()}
 
 
 def distillation_cached_vs_live(batch: int = 8, repeats: int = 3, smoke: bool = False) -> dict:
