@@ -628,9 +628,13 @@ def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops
               "{0.25, 0.5, 0.75} on the validation split; keep the best run in OUTPUT.")
 @_with(_train_options[1:])
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the teacher's).")
+@_scale_options
 def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, batch_size, lr, seed, crops, device,
-                  output, progress, data):
-    """Train a student with the paper's distillation loss (Eq. 1) from a teacher's soft labels."""
+                  output, progress, data, scheduler, workers, retries):
+    """Train a student with the paper's distillation loss (Eq. 1) from a teacher's soft labels.
+
+    With --grid, each of the 18 combinations is one task: --workers N / --scheduler ADDRESS run
+    them on a Dask cluster."""
     from learn.train import TrainConfig, fit, load_run
 
     if not 0 <= lam <= 1:
@@ -645,7 +649,7 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
     if grid:
         from learn.train import grid_search
 
-        res = grid_search(cfg, output, show)
+        res = grid_search(cfg, output, show, scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
         click.echo(f"grid results in {os.path.join(output, 'grid.csv')}; best: lr {res['lr']:g}, "
                    f"T {res['temperature']:g}, lambda {res['lam']:g}")
     res = fit(cfg, output, show) if not grid else res

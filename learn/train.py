@@ -345,19 +345,36 @@ def _load_init(model, path):
 
 
 def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-3, 1e-4),
-                temperatures=(1.0, 2.0, 5.0), lams=(0.25, 0.5, 0.75)) -> dict:
+                temperatures=(1.0, 2.0, 5.0), lams=(0.25, 0.5, 0.75), scheduler: str | None = None,
+                workers: int | None = None, retries: int = 2, echo=None) -> dict:
     """Distillation hyper-parameters by validation accuracy: one run per combination under
-    ``out_dir/grid/``, a ``grid.csv`` table, and the best run copied to ``out_dir``."""
+    ``out_dir/grid/``, a ``grid.csv`` table, and the best run copied to ``out_dir``.
+
+    Each combination is a task of :func:`beamform.cluster.run_tasks` (``scheduler``/``workers``
+    spread them over a Dask cluster); the teacher's soft labels are cached before they start."""
     import shutil
 
-    rows = []
+    from beamform.cluster import Task, local_threads, run_tasks
+
+    fanned = scheduler is not None or workers is not None
+    threads = local_threads(workers, scheduler) if fanned else None
+    if cfg.teacher:   # fill the soft-label cache once, not once per task
+        data, train, _, _ = make_datasets(cfg, "spectrogram")
+        teacher_soft_logits(cfg.teacher, train.crops, data, pick_device(cfg.device))
+    tasks = []
     for lr in lrs:
         for t in temperatures:
             for lam in lams:
                 run = os.path.join(out_dir, "grid", f"lr{lr:g}_T{t:g}_l{lam:g}")
                 c = TrainConfig(**{**asdict(cfg), "lr": lr, "temperature": t, "lam": lam})
-                res = fit(c, run, progress)
-                rows.append({"lr": lr, "temperature": t, "lam": lam, "best_val_acc": res["best_val_acc"], "run": run})
+                tasks.append(Task(os.path.basename(run), _grid_task, (c, run, progress and not fanned, threads)))
+    rep = run_tasks(tasks, scheduler, workers, retries, progress and fanned, "grid", echo)
+    if echo is not None and fanned:
+        echo(rep.summary(tasks))
+    if rep.failed:
+        raise AcamError(f"{len(rep.failed)} of {len(tasks)} grid run(s) failed: "
+                        + "; ".join(f"{k}: {v}" for k, v in list(rep.failed.items())[:3]))
+    rows = [rep.results[t.name] for t in tasks]
     with open(os.path.join(out_dir, "grid.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -366,3 +383,11 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
     for name in ("best.pt", "last.pt", "log.csv", "config.json"):
         shutil.copy(os.path.join(best["run"], name), os.path.join(out_dir, name))
     return {**best, "best_val_acc": best["best_val_acc"], "epochs": cfg.epochs}
+
+
+def _grid_task(cfg: TrainConfig, run: str, progress: bool, threads: int | None) -> dict:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    res = fit(cfg, run, progress)
+    return {"lr": cfg.lr, "temperature": cfg.temperature, "lam": cfg.lam, "best_val_acc": res["best_val_acc"],
+            "run": run}

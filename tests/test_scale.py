@@ -220,3 +220,27 @@ def test_dataset_build_refuses_zero_workers(tmp_path):
     r = CliRunner().invoke(acam, ["dataset", "build", "-o", str(tmp_path / "d"), "--workers", "0"])
     assert r.exit_code != 0 and "--workers 0 must be at least 1" in r.output
     assert not (tmp_path / "d").exists()
+
+
+def test_grid_search_on_a_cluster_equals_the_serial_one(tmp_path, tiny_dataset):
+    import csv
+
+    from learn.train import TrainConfig, fit, grid_search
+
+    teacher = str(tmp_path / "dcn")
+    fit(TrainConfig("dualcamnet", str(tiny_dataset), [1, 2, 3], 1, 8, 1e-3, 0, None, 2, device="cpu"), teacher)
+    cfg = TrainConfig("hearnet", str(tiny_dataset), [1, 2, 3], 1, 8, 1e-3, 0, None, 2, teacher, device="cpu")
+    grid = dict(lrs=(1e-3,), temperatures=(1.0, 2.0), lams=(0.5,))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(local_threads(2, None))
+    try:
+        serial = grid_search(cfg, str(tmp_path / "serial"), **grid)
+    finally:
+        torch.set_num_threads(threads)
+    dask = grid_search(cfg, str(tmp_path / "dask"), workers=2, **grid)
+    rows = [list(csv.DictReader((tmp_path / w / "grid.csv").read_text().splitlines())) for w in ("serial", "dask")]
+    assert len(rows[0]) == 2
+    assert [r["best_val_acc"] for r in rows[0]] == [r["best_val_acc"] for r in rows[1]]
+    assert (serial["temperature"], serial["lam"]) == (dask["temperature"], dask["lam"])
+    a, b = _weights(tmp_path / "serial"), _weights(tmp_path / "dask")
+    assert all(torch.equal(a[k], b[k]) for k in a)
