@@ -58,9 +58,10 @@ def acam():
 def _scale_options(f):
     """--scheduler / --workers / --retries, shared by every command that fans out (beamform.cluster)."""
     for opt in reversed([
-        click.option("--scheduler", default=None, metavar="ADDRESS|local",
+        click.option("--scheduler", default=None, metavar="ADDRESS|local|local-cuda",
                      help="Dask scheduler (tcp://host:8786) to run the tasks on; 'local' = a local "
-                          "cluster, one worker per core (default: run here, one task after another)."),
+                          "cluster, one worker per core; 'local-cuda' = one worker per GPU (dask-cuda) "
+                          "(default: run here, one task after another)."),
         click.option("--workers", type=int, default=None, help="Worker processes of a local Dask cluster."),
         click.option("--retries", default=2, show_default=True, help="Retries of a failing task before it is reported."),
     ]):

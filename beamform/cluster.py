@@ -9,6 +9,8 @@ Every command that fans out takes the same two options and calls :func:`run_task
     the dashboard address is printed when Bokeh is installed.
 ``--scheduler local``
     the same, one worker per usable core.
+``--scheduler local-cuda``
+    a local cluster of one worker per GPU (``dask_cuda.LocalCUDACluster``; needs dask-cuda).
 ``--scheduler tcp://HOST:8786``
     an existing Dask cluster (``dask scheduler`` + ``dask worker`` on each machine, ``dask cuda
     worker`` for one worker per GPU, or any Dask deployment).  Workers must see the same files
@@ -95,7 +97,7 @@ class Report:
 def local_threads(workers: int | None, scheduler: str | None) -> int | None:
     """CPU threads each task should use: the usable cores shared among local workers (None = all,
     for serial runs and remote clusters whose machines we do not know)."""
-    if scheduler not in (None, "local"):
+    if scheduler not in (None, "local"):      # remote machines, or one GPU per worker
         return None
     n = local_workers(workers, scheduler)
     return None if n is None else max(1, cpu_threads() // n)
@@ -172,7 +174,14 @@ def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Repor
     except ImportError:  # pragma: no cover - a core dependency
         raise AcamError("--scheduler/--workers need dask.distributed: pip install 'dask[distributed]'") from None
     cluster = None
-    if n_local is not None:
+    if scheduler == "local-cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise AcamError("--scheduler local-cuda needs dask-cuda: pip install dask-cuda") from None
+        cluster = LocalCUDACluster(dashboard_address=":0", silence_logs=logging.CRITICAL)  # a worker per GPU
+        address = cluster.scheduler_address
+    elif n_local is not None:
         cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=logging.CRITICAL)  # we report failures
         address = cluster.scheduler_address

@@ -244,3 +244,20 @@ def test_grid_search_on_a_cluster_equals_the_serial_one(tmp_path, tiny_dataset):
     assert (serial["temperature"], serial["lam"]) == (dask["temperature"], dask["lam"])
     a, b = _weights(tmp_path / "serial"), _weights(tmp_path / "dask")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_local_cuda_needs_dask_cuda(tmp_path, rng):
+    try:
+        import dask_cuda  # noqa: F401
+        pytest.skip("dask-cuda is installed")
+    except ImportError:
+        pass
+    _recordings(tmp_path, rng, 1)
+    r = _run(["run", str(tmp_path / "rec0.h5"), "-o", str(tmp_path / "out"), "--bins", "16",
+              "--scheduler", "local-cuda"])
+    assert r.exit_code != 0 and "needs dask-cuda: pip install dask-cuda" in r.output
+    assert not leftovers_in(tmp_path / "out")
+
+
+def leftovers_in(folder):
+    return [n for n in os.listdir(folder) if n.endswith(".part")] if os.path.isdir(folder) else []
