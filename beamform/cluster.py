@@ -198,23 +198,38 @@ def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Repor
                      else f"the Dask cluster at {address} ({n_workers} workers)")
             echo(f"running {len(tasks)} task(s) on {where}" + _dashboard(client))
             rep = Report(where=where, workers=n_workers)
-            futures = {}
-            for t in tasks:
-                args = tuple(futures[a.name] if isinstance(a, Dep) else a for a in t.args)
-                deps = tuple(i for i, a in enumerate(t.args) if isinstance(a, Dep))
-                futures[t.name] = client.submit(_timed, t.fn, *args, deps=deps, retries=retries, pure=False,
-                                                key=f"{t.name}-{os.urandom(4).hex()}")
-            by_key = {f.key: name for name, f in futures.items()}
+            # A task is submitted when what it depends on has finished, with the values themselves
+            # (small) rather than futures: Dask would otherwise place it on the worker that holds its
+            # dependency and leave the others idle.  Tasks without dependencies go in at once and are
+            # handed to whichever worker is free.
+            pending = {t.name: t for t in tasks}
+            running: dict = {}
             bar = progress_bar(len(tasks), progress, desc, "task")
-            for fut in as_completed(list(futures.values())):
-                name = by_key[fut.key]
+            done = as_completed()
+
+            def submit_ready():
+                for name, t in list(pending.items()):
+                    if any(a in rep.failed for a in t.after):
+                        del pending[name]
+                        rep.failed[name] = f"not run: {next(a for a in t.after if a in rep.failed)} failed"
+                        bar.update(1)
+                    elif all(a in rep.results for a in t.after):
+                        del pending[name]
+                        args = tuple(rep.results[a.name] if isinstance(a, Dep) else a for a in t.args)
+                        fut = client.submit(_timed, t.fn, *args, retries=retries, pure=False,
+                                            key=f"{name}-{os.urandom(4).hex()}")
+                        running[fut.key] = name
+                        done.add(fut)
+
+            submit_ready()
+            for fut in done:
+                name = running.pop(fut.key)
                 if fut.status == "finished":
                     rep.results[name], rep.timing[name] = fut.result()
                 else:
-                    exc = fut.exception()
-                    dep = next((a for a in _deps(tasks, name) if a in rep.failed), None)
-                    rep.failed[name] = f"not run: {dep} failed" if dep else _one_line(exc)
+                    rep.failed[name] = _one_line(fut.exception())
                 bar.update(1)
+                submit_ready()
             bar.close()
             # order the report as the tasks were given
             rep.results = {t.name: rep.results[t.name] for t in tasks if t.name in rep.results}
@@ -225,10 +240,6 @@ def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Repor
             cluster.close()
 
 
-def _deps(tasks, name):
-    return next(t.after for t in tasks if t.name == name)
-
-
 def _dashboard(client) -> str:
     try:
         import bokeh  # noqa: F401 - the dashboard needs it
@@ -237,11 +248,8 @@ def _dashboard(client) -> str:
     return f"; dashboard {client.dashboard_link}"
 
 
-def _timed(fn, *args, deps: tuple = ()):
-    """Run ``fn(*args)``; return its value and where and how long it ran.  ``args[i]`` for ``i`` in
-    ``deps`` is another task's ``(value, timing)``, passed on as the value."""
-    if deps:
-        args = tuple(a[0] if i in deps else a for i, a in enumerate(args))
+def _timed(fn, *args):
+    """Run ``fn(*args)``; return its value and where and how long it ran."""
     start = time.time()
     t0 = time.perf_counter()
     value = fn(*args)
