@@ -84,7 +84,7 @@ class Report:
         """A few lines: totals, then one line per worker."""
         done = len(self.results)
         lines = [f"{done} task(s) done, {len(self.failed)} failed, on {self.where} in {self.wall:.1f} s"
-                 + (f" ({done / self.wall:.2f} tasks/s)" if self.wall > 0 and done else "")]
+                 + (f" ({done / self.wall:.3g} tasks/s)" if self.wall > 0 and done else "")]
         for r in self.per_worker(tasks):
             extra = (f", {r['units_per_busy_s']:.1f} {unit} per busy second"
                      if unit and r["units"] > 0 and r["busy_s"] > 0 else "")
