@@ -256,7 +256,7 @@ def demo_cmd(outdir, device):
     raw, cube, png = (os.path.join(outdir, n) for n in ("raw.h5", "cube.h5", "overlay.png"))
     ctx = click.get_current_context()
     ctx.invoke(simulate_cmd, output=raw)
-    ctx.invoke(run_cmd, raw=raw, output=cube, device=device, tolerance=0.0)
+    ctx.invoke(run_cmd, raw=(raw,), output=cube, device=device, tolerance=0.0)
     ctx.invoke(show_cmd, cube=cube, output=png)
     click.echo(f"\nThe picture is {os.path.abspath(png)}")
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 
 import h5py
 
+from ._progress import progress_bar
 from .cluster import Report, Task, local_threads, run_tasks
 from .errors import AcamError
 from .geometry import ArrayGeometry
@@ -151,11 +152,7 @@ def _range_task(raw_path, tmp, settings, array, first, stop):
         try:
             if writer.shape != plan.shape:
                 raise AcamError(f"{tmp}: cube of shape {writer.shape}, expected {plan.shape}")
-            _stream(raw, bf, plan.starts, plan.block, writer, _Quiet(), first, stop)
+            _stream(raw, bf, plan.starts, plan.block, writer, progress_bar(0, False, "", ""), first, stop)
         finally:
             writer.close()
     return stop - first
-
-
-class _Quiet:
-    def update(self, n): pass

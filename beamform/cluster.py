@@ -80,6 +80,13 @@ class Report:
             r["units_per_busy_s"] = r["units"] / r["busy_s"] if r["busy_s"] > 0 else float("nan")
         return sorted(rows.values(), key=lambda r: r["worker"])
 
+    def raise_failures(self, what: str, total: int, hint: str = "") -> None:
+        """Raise one :class:`AcamError` naming the first failed tasks, if any failed."""
+        if self.failed:
+            names = "; ".join(f"{k}: {v}" for k, v in list(self.failed.items())[:3])
+            raise AcamError(f"{len(self.failed)} of {total} {what} failed ({names}"
+                            + (" ..." if len(self.failed) > 3 else "") + ")" + hint)
+
     def summary(self, tasks: list[Task] | None = None, unit: str = "") -> str:
         """A few lines: totals, then one line per worker."""
         done = len(self.results)
@@ -92,6 +99,11 @@ class Report:
         for name, why in self.failed.items():
             lines.append(f"  FAILED {name}: {why}")
         return "\n".join(lines)
+
+
+def fans_out(scheduler: str | None, workers: int | None) -> bool:
+    """Whether these options ask for Dask rather than a serial run here."""
+    return scheduler is not None or workers is not None
 
 
 def local_threads(workers: int | None, scheduler: str | None) -> int | None:

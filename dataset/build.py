@@ -26,7 +26,7 @@ import numpy as np
 
 import beamform
 from beamform import Beamformer, CameraGrid, SteeringSpec, default_array
-from beamform.cluster import Task, local_threads, run_tasks
+from beamform.cluster import Task, fans_out, local_threads, run_tasks
 from beamform.errors import AcamError
 from beamform.io import atomic_output
 
@@ -122,12 +122,9 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
     tasks = [Task(s["name"], _sequence_task, (os.path.join(folder, s["file"]), s, p, seed, cubes, keep_raw,
                                               device, threads), units=1.0) for s in todo]
     rep = run_tasks(tasks, scheduler, workers, retries, progress, f"building {preset}", echo)
-    if echo is not None and (scheduler is not None or workers is not None):
+    if echo is not None and fans_out(scheduler, workers):
         echo(rep.summary(tasks, "sequences"))
-    if rep.failed:
-        names = ", ".join(f"{k} ({v})" for k, v in list(rep.failed.items())[:3])
-        raise AcamError(f"{len(rep.failed)} of {len(todo)} sequence(s) failed: {names}"
-                        + (" ..." if len(rep.failed) > 3 else "") + "; run the build again to retry them")
+    rep.raise_failures("sequence(s)", len(todo), "; run the build again to retry them")
     return manifest
 
 

@@ -12,10 +12,8 @@ import json
 import os
 
 import numpy as np
-import torch
 
-from beamform.cluster import Dep, Task, local_threads, run_tasks
-from beamform.errors import AcamError
+from beamform.cluster import Dep, Task, fans_out, local_threads, run_tasks
 
 from .evaluate import evaluate_run
 from .train import TrainConfig, fit
@@ -43,7 +41,7 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
     data, out_dir = os.fspath(data), os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     tag = {"dualcamnet": "D", "resnet50": "R", "temporal_resnet50": "TR", "avnet": "AV"}
-    fanned = scheduler is not None or workers is not None
+    fanned = fans_out(scheduler, workers)
     threads = local_threads(workers, scheduler) if fanned else None
     inner = progress and not fanned        # per-epoch bars only when runs go one after the other
     tasks, keys = [], {}
@@ -82,18 +80,13 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
                    for k, v in results.items()], f, indent=1)
     with open(os.path.join(out_dir, "tables.md"), "w") as f:
         f.write(table)
-    if rep.failed:
-        names = "; ".join(f"{k}: {v}" for k, v in list(rep.failed.items())[:3])
-        raise AcamError(f"{len(rep.failed)} of {len(tasks)} training run(s) failed ({names}"
-                        + (" ..." if len(rep.failed) > 3 else "") + "); the others are in tables.md")
+    rep.raise_failures("training run(s)", len(tasks), "; the others are in tables.md")
     return results
 
 
 def _run_task(cfg: TrainConfig, run: str, progress: bool, threads: int | None, *_teacher_done) -> dict:
     """Train (or resume) one run, then evaluate it on every scenario."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    fit(cfg, run, progress)
+    fit(cfg, run, progress, threads=threads)
     return evaluate_run(run, (1, 2, 3), device=cfg.device)
 
 

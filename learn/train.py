@@ -125,8 +125,11 @@ def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
 
 
 def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None = None,
-        resume: bool = True) -> dict:
-    """Train ``cfg.model`` (with distillation from ``cfg.teacher`` when given); returns a summary."""
+        resume: bool = True, threads: int | None = None) -> dict:
+    """Train ``cfg.model`` (with distillation from ``cfg.teacher`` when given); returns a summary.
+    ``threads``: PyTorch's CPU threads (a task's share of a machine), else left as they are."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     dist = Distributed.from_env(cfg.device)
     device = dist.device if dist else pick_device(cfg.device)
     per_rank_batch = cfg.batch_size
@@ -354,9 +357,9 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
     spread them over a Dask cluster); the teacher's soft labels are cached before they start."""
     import shutil
 
-    from beamform.cluster import Task, local_threads, run_tasks
+    from beamform.cluster import Task, fans_out, local_threads, run_tasks
 
-    fanned = scheduler is not None or workers is not None
+    fanned = fans_out(scheduler, workers)
     threads = local_threads(workers, scheduler) if fanned else None
     if cfg.teacher:   # fill the soft-label cache once, not once per task
         data, train, _, _ = make_datasets(cfg, "spectrogram")
@@ -371,9 +374,7 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
     rep = run_tasks(tasks, scheduler, workers, retries, progress and fanned, "grid", echo)
     if echo is not None and fanned:
         echo(rep.summary(tasks))
-    if rep.failed:
-        raise AcamError(f"{len(rep.failed)} of {len(tasks)} grid run(s) failed: "
-                        + "; ".join(f"{k}: {v}" for k, v in list(rep.failed.items())[:3]))
+    rep.raise_failures("grid run(s)", len(tasks))
     rows = [rep.results[t.name] for t in tasks]
     with open(os.path.join(out_dir, "grid.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -386,8 +387,6 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
 
 
 def _grid_task(cfg: TrainConfig, run: str, progress: bool, threads: int | None) -> dict:
-    if threads is not None:
-        torch.set_num_threads(threads)
-    res = fit(cfg, run, progress)
+    res = fit(cfg, run, progress, threads=threads)
     return {"lr": cfg.lr, "temperature": cfg.temperature, "lam": cfg.lam, "best_val_acc": res["best_val_acc"],
             "run": run}

@@ -198,3 +198,14 @@ def test_bad_source_spec_and_cube_file(tmp_path, small_raw):
     assert not (tmp_path / "x.h5").exists()
     r = CliRunner().invoke(beamform_group, ["show", str(small_raw), "-o", str(tmp_path / "p.png")])
     assert r.exit_code != 0 and "acoustic cube" in r.output
+
+
+def test_demo_writes_recording_cube_and_picture(tmp_path):
+    """The README's first command."""
+    out = tmp_path / "demo"
+    r = invoke(beamform_group, ["demo", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    with h5py.File(out / "cube.h5") as f:
+        assert f["cube"].shape[1:] == (36, 48, 512)
+    assert (out / "overlay.png").read_bytes()[:4] == b"\x89PNG"
+    assert "The picture is" in r.output
