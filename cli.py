@@ -2,7 +2,7 @@
 commands of their own: ``acam beamform run`` is ``beamform run``).
 
 Thin by design: options are parsed here, the work is done by the library, and every
-:class:`~beamform.errors.AcamError` (or OS error) becomes one line on stderr and exit status 1.
+:class:`~acam.core.errors.AcamError` (or OS error) becomes one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from beamform import __version__
-from beamform.errors import AcamError
+from acam import __version__
+from acam.core.errors import AcamError
 
 
 class _Group(click.Group):
@@ -56,7 +56,7 @@ def acam():
 
 
 def _scale_options(f):
-    """--scheduler / --workers / --retries, shared by every command that fans out (beamform.cluster)."""
+    """--scheduler / --workers / --retries, shared by every command that fans out (acam.core.tasks)."""
     for opt in reversed([
         click.option("--scheduler", default=None, metavar="ADDRESS|local|local-cuda",
                      help="Dask scheduler (tcp://host:8786) to run the tasks on; 'local' = a local "
@@ -105,9 +105,9 @@ def beamform_group():
 def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, absorption, max_order, array_pos,
                  noise_snr, sample_rate, frame_rate, seed):
     """Simulate a recording of the array with pyroomacoustics and write it as a raw .h5 file."""
-    from beamform.geometry import ArrayGeometry
-    from beamform.io import write_raw
-    from beamform.simulate import Scene, SourceSpec, simulate
+    from acam.beamform.geometry import ArrayGeometry
+    from acam.beamform.io import write_raw
+    from acam.beamform.simulate import Scene, SourceSpec, simulate
 
     kw = {}
     if sources:
@@ -172,8 +172,8 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     """
     import time
 
-    from beamform.geometry import ArrayGeometry
-    from beamform.pipeline import RunSettings, beamform_file
+    from acam.beamform.geometry import ArrayGeometry
+    from acam.beamform.pipeline import RunSettings, beamform_file
 
     if bins < 1:
         raise click.ClickException(f"--bins {bins} must be at least 1")
@@ -181,7 +181,7 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
         raise click.ClickException(f"--threads {threads} must be at least 1")
     if retries < 0:
         raise click.ClickException(f"--retries {retries} must be at least 0")
-    from beamform.batch import expand_inputs
+    from acam.beamform.batch import expand_inputs
 
     raws = expand_inputs(raw)
     settings = RunSettings(bins=bins, focus=focus, hfov=hfov, vfov=vfov, rows=rows, cols=cols,
@@ -205,13 +205,13 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
 
 
 def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries, overwrite, show):
-    from beamform.batch import beamform_many
+    from acam.beamform.batch import beamform_many
 
     if output is None:
         raise click.UsageError("several recordings (or --scheduler/--workers/--frames-per-task) need -o FOLDER")
     if os.path.exists(output) and not os.path.isdir(output):
         raise click.UsageError(f"-o {output!r} is a file; several recordings need a folder")
-    from beamform.cluster import local_workers
+    from acam.core.tasks import local_workers
 
     local_workers(workers, scheduler)          # a bad --workers fails before anything is made
     os.makedirs(output, exist_ok=True)
@@ -237,7 +237,7 @@ def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task,
 @click.option("--video", type=click.Path(dir_okay=False), help="Raw file with a video dataset (default: the cube's source file).")
 def show_cmd(cube, output, frame, band, dyn_range, video):
     """Draw CUBE's band energy as a heat map over the video frame (or a plain frame) into a PNG."""
-    from beamform.plot import show_cube
+    from acam.beamform.plot import show_cube
 
     lo, hi = _floats(band, 2, "--band")
     if not 0 <= lo < hi:
@@ -291,8 +291,8 @@ LAYOUTS = ("grid", "spiral", "sunflower", "random", "optimised")
 def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, band, iterations, seed):
     """Make a layout: grid (uniform rectangular), spiral (multi-arm log), sunflower (Fermat),
     random (aperiodic, minimum spacing) or optimised (lowest worst sidelobe over --band)."""
-    from beamform import geometry as geo
-    from beamform.design import optimise
+    from acam.beamform import geometry as geo
+    from acam.beamform.design import optimise
 
     if kind == "grid":
         g = geo.uniform_grid(mics, aperture)
@@ -306,7 +306,7 @@ def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, ba
         lo, hi = _floats(band, 2, "--band")
         g = optimise(mics, aperture, (lo, hi), min_spacing=min_spacing, clearance=clearance, seed=seed,
                      iterations=iterations, progress=sys.stderr.isatty())
-    from beamform.io import atomic_output
+    from acam.beamform.io import atomic_output
 
     ext = os.path.splitext(output)[1]
     with atomic_output(output) as tmp:
@@ -316,8 +316,8 @@ def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, ba
 
 
 def _report(files, freqs, band, output, hfov, vfov, focus):
-    from beamform.grid import CameraGrid
-    from beamform.report import draw, evaluate, load_geometry, table
+    from acam.beamform.grid import CameraGrid
+    from acam.beamform.report import draw, evaluate, load_geometry, table
 
     fs = _floats(freqs, len(freqs.split(",")), "--freqs")
     lo, hi = _floats(band, 2, "--band")
@@ -395,8 +395,8 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, schedule
     were built (every sequence has its own seed)."""
     import time
 
-    from dataset.build import build
-    from dataset.store import Dataset
+    from acam.dataset.build import build
+    from acam.dataset.store import Dataset
 
     t0 = time.perf_counter()
     build(output, preset, seed, device, cubes, keep_raw, sys.stderr.isatty() if progress is None else progress,
@@ -410,8 +410,8 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, schedule
 @click.argument("folder", type=click.Path(file_okay=False))
 def dataset_info(folder):
     """Counts per action, scenario, subject and split, and the size on disk."""
-    from dataset.sounds import ACTIONS
-    from dataset.store import Dataset
+    from acam.dataset.sounds import ACTIONS
+    from acam.dataset.store import Dataset
 
     d = Dataset(folder)
     info = d.info()
@@ -434,7 +434,7 @@ def dataset_info(folder):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def dataset_mfcc(cube, output, units, true_bins, device):
     """Compress a cube file (n, 36, 48, 512) into an MFCC cube (n, 36, 48, 12)."""
-    from dataset.mfcc_file import mfcc_file
+    from acam.dataset.mfcc_file import mfcc_file
 
     n = mfcc_file(cube, output, units, None if true_bins else 12800.0, device)
     click.echo(f"wrote {output}: {n} frames x 12 coefficients per pixel")
@@ -445,7 +445,7 @@ def dataset_mfcc(cube, output, units, true_bins, device):
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
 def dataset_import_tfrecord(src, output):
     """Import the authors' GZIP TFRecord SequenceExamples (no TensorFlow needed)."""
-    from dataset.importers import import_tfrecord
+    from acam.dataset.importers import import_tfrecord
 
     m = import_tfrecord(src, output)
     click.echo(f"wrote {output}: {len(m['sequences'])} sequences")
@@ -458,8 +458,8 @@ def dataset_import_tfrecord(src, output):
 @click.option("--bad-mics", default="79,105", show_default=True, help="0-based broken microphones ('' for none).")
 def dataset_import_dc(src, output, array_file, bad_mics):
     """Concatenate the sensor's raw .dc frame files (int32 128 x 1024) into a raw recording."""
-    from beamform.geometry import ArrayGeometry
-    from dataset.importers import import_dc
+    from acam.beamform.geometry import ArrayGeometry
+    from acam.dataset.importers import import_dc
 
     try:
         bad = [int(x) for x in bad_mics.split(",") if x.strip()]
@@ -484,7 +484,7 @@ def bench_group():
 
 
 def _bench(args):
-    from benchmarks.bench_beamform import main
+    from acam.benchmarks.bench_beamform import main
 
     rc = main(args)
     if rc:
@@ -526,7 +526,7 @@ def bench_all(output, device, smoke):
 @click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
 def bench_scale(workers, files, seconds, output, smoke):
     """Files per second on 1, 2, 4 local Dask workers against the ideal line; overhead per task."""
-    from benchmarks.scaling import main
+    from acam.benchmarks.scaling import main
 
     main(["--workers", workers, "--files", str(files), "--seconds", str(seconds)]
          + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
@@ -537,7 +537,7 @@ def bench_scale(workers, files, seconds, output, smoke):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Markdown file (plots beside it).")
 def bench_report(files, output):
     """Markdown tables (and log-log sweep plots) from benchmark JSON files."""
-    from benchmarks.report import report
+    from acam.benchmarks.report import report
 
     md, png = report(list(files), output)
     click.echo(md.rstrip())
@@ -607,11 +607,11 @@ def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops
 
     \b
     Several processes (DistributedDataParallel; NCCL on GPUs, gloo on CPUs):
-      torchrun --nproc-per-node 4 -m learn train --model resnet50 --data data/paper -o runs/r50
+      torchrun --nproc-per-node 4 -m acam.learn train --model resnet50 --data data/paper -o runs/r50
     --batch-size stays the global batch (split evenly over the processes), so the run equals a
     single-process one up to floating-point summation order; rank 0 writes the run folder."""
-    from learn.reproduce import LR
-    from learn.train import TrainConfig, fit
+    from acam.learn.reproduce import LR
+    from acam.learn.train import TrainConfig, fit
 
     lr = lr or LR.get(model) or LR[(model, "G")]
     cfg = TrainConfig(model, data, _scenarios(train_on), epochs, batch_size, lr, seed, None, crops, device=device)
@@ -636,7 +636,7 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
 
     With --grid, each of the 18 combinations is one task: --workers N / --scheduler ADDRESS run
     them on a Dask cluster."""
-    from learn.train import TrainConfig, fit, load_run
+    from acam.learn.train import TrainConfig, fit, load_run
 
     if not 0 <= lam <= 1:
         raise click.BadParameter(f"--lambda {lam} must lie in [0, 1]")
@@ -648,7 +648,7 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
                       os.path.abspath(teacher), lam, temperature, device=device)
     show = sys.stderr.isatty() if progress is None else progress
     if grid:
-        from learn.train import grid_search
+        from acam.learn.train import grid_search
 
         res = grid_search(cfg, output, show, scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
         click.echo(f"grid results in {os.path.join(output, 'grid.csv')}; best: lr {res['lr']:g}, "
@@ -666,7 +666,7 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
 def learn_transfer(run, layer, data, seconds, seed):
     """Judge a student's features on other labelled audio: k-NN (k odd 7..15, chosen on validation)
     and a linear SVM."""
-    from learn.transfer import transfer
+    from acam.learn.transfer import transfer
 
     r = transfer(run, data, layer, seed, seconds)
     click.echo(f"{r['files']} files, {len(r['classes'])} classes, layer {r['layer']}: "
@@ -681,8 +681,8 @@ def learn_transfer(run, layer, data, seconds, seed):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def learn_evaluate(run, test_on, data, device):
     """Accuracy per test scenario and confusion matrices (CSV, PNG) into RUN/eval."""
-    from learn.evaluate import accuracy_table, evaluate_run
-    from learn.train import load_run
+    from acam.learn.evaluate import accuracy_table, evaluate_run
+    from acam.learn.train import load_run
 
     res = evaluate_run(run, _scenarios(test_on), data, device)
     _, ck = load_run(run)
@@ -710,7 +710,7 @@ def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students,
     Each training run is one task: --workers N runs them on a local Dask cluster, --scheduler
     ADDRESS on any Dask cluster (a distillation starts when its teacher is done).  Re-running the
     same command resumes and only trains what is missing."""
-    from learn.reproduce import TRAIN_SETS, reproduce, tables
+    from acam.learn.reproduce import TRAIN_SETS, reproduce, tables
 
     sets = [s.strip() for s in train_sets.split(",")]
     bad = [s for s in sets if s not in TRAIN_SETS]

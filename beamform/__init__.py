@@ -1,13 +1,12 @@
 """acam's beamformer: many-microphone recordings -> acoustic cubes (NumPy on the CPU, CuPy on the GPU).
 
-Data flow: raw recording (HDF5) -> :class:`~beamform.io.RawRecording` -> :class:`Beamformer`
--> acoustic cube (HDF5, :class:`~beamform.io.Cube`).  Importing this package needs neither CuPy
+Data flow: raw recording (HDF5) -> :class:`~acam.beamform.io.RawRecording` -> :class:`Beamformer`
+-> acoustic cube (HDF5, :class:`~acam.beamform.io.Cube`).  Importing this package needs neither CuPy
 nor a GPU.
 """
 
-__version__ = "0.1.0"
-
-from .errors import AcamError, FormatError  # noqa: E402
+from .. import __version__
+from ..core.errors import AcamError, FormatError  # noqa: E402
 from .filter_and_sum import Beamformer, frame_layout, frame_spectra, steered_power  # noqa: E402
 from .geometry import ArrayGeometry, aperiodic, default_array  # noqa: E402
 from .grid import CameraGrid  # noqa: E402

@@ -1,4 +1,4 @@
-"""Compute kernels of the hot path: CUDA sources (compiled lazily by :mod:`beamform._backend`) and
+"""Compute kernels of the hot path: CUDA sources (compiled lazily by :mod:`acam.beamform.backend`) and
 their CPU twins compiled by Numba on first use.
 
 Two operations need a kernel of their own because NumPy/CuPy would spend several memory passes on

@@ -1,6 +1,6 @@
 """Many recordings at once: ``beamform run 'recordings/*.h5' -o cubes/`` here or on a Dask cluster.
 
-Each recording is one task (:mod:`beamform.cluster`); with ``frames_per_task`` a long recording is
+Each recording is one task (:mod:`acam.core.tasks`); with ``frames_per_task`` a long recording is
 split into ranges of frames, each a task that writes its range straight into its place in one
 pre-allocated cube file, which is renamed into place only when every range has succeeded.  Ranges
 are whole multiples of the block size, so every block is computed exactly as in a serial run and the
@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, replace
 
 import h5py
 
-from ._progress import progress_bar
-from .cluster import Report, Task, local_threads, run_tasks
-from .errors import AcamError
+from ..core.progress import progress_bar
+from ..core.tasks import Report, Task, local_threads, run_tasks
+from ..core.errors import AcamError
 from .geometry import ArrayGeometry
 from .io import CubeWriter, RawRecording
 from .pipeline import RunSettings, _plan, _stream, beamform_file, build_beamformer

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .errors import AcamError
+from ..core.errors import AcamError
 from .geometry import ArrayGeometry, sunflower
 from .grid import CameraGrid
 from .psf import _main_lobe, psf

@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _backend
-from .errors import AcamError
+from . import backend
+from ..core.errors import AcamError
 from .steering import SteeringSpec, steering_matrix
 
 WINDOWS = ("boxcar", "hann", "hamming", "blackman", "tukey")
@@ -107,13 +107,13 @@ def frame_spectra(frames, window, nfft: int, n_bins: int, n_segments: int):
     array [shape=(n_bins, n_mics, n_frames * n_segments), complex]
         Column ``b * n_segments + j`` is segment ``j`` of frame ``b``.
     """
-    xp = _backend.get_xp(frames)
+    xp = backend.get_xp(frames)
     n_frames, _, n_mics = frames.shape
     seg = min(frames.shape[1] // n_segments, nfft)
     x = frames[:, : seg * n_segments, :].reshape(n_frames * n_segments, seg, n_mics)
     if window is not None:
         x = x * window[None, :, None]
-    spec = _backend.rfft(x, nfft, axis=1)[:, :n_bins, :]
+    spec = backend.rfft(x, nfft, axis=1)[:, :n_bins, :]
     return xp.ascontiguousarray(spec.transpose(1, 2, 0))
 
 
@@ -136,10 +136,10 @@ def steered_power(A, X, scale, out, n_segments: int, chunk: int = 32, threads: i
     n_bins, n_pix, _ = A.shape
 
     def product(k0, k1, z):
-        _backend.get_xp(A).matmul(A[k0:k1], X[k0:k1], out=z)
+        backend.get_xp(A).matmul(A[k0:k1], X[k0:k1], out=z)
 
     return power_by_chunks(product, n_bins, n_pix, X.shape[2], A.dtype, scale, out, n_segments, chunk, threads,
-                           _backend.get_xp(A))
+                           backend.get_xp(A))
 
 
 def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale, out, n_segments: int,
@@ -156,7 +156,7 @@ def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale,
         for k0 in range(0, n_bins, chunk):
             k1 = min(n_bins, k0 + chunk)
             product(k0, k1, z[: k1 - k0])
-            _backend.gpu_power_transpose(z[: k1 - k0], scale, out, k0, n_segments)
+            backend.gpu_power_transpose(z[: k1 - k0], scale, out, k0, n_segments)
         return out
 
     from threadpoolctl import threadpool_limits
@@ -164,7 +164,7 @@ def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale,
     from ._kernels import cpu_kernels
 
     power_transpose = cpu_kernels().power_transpose
-    n_workers = max(1, min(threads or _backend.cpu_threads(), -(-n_bins // chunk)))
+    n_workers = max(1, min(threads or backend.cpu_threads(), -(-n_bins // chunk)))
 
     def work(w: int) -> None:
         z = np.empty((min(chunk, n_bins), n_pix, n_cols), dtype)
@@ -214,8 +214,8 @@ class Beamformer:
         self.spec = spec
         self.frame_rate = float(frame_rate)
         self.window_name = window
-        self.device = _backend.resolve_device(device)
-        self.xp = _backend.xp_for(self.device)
+        self.device = backend.resolve_device(device)
+        self.xp = backend.xp_for(self.device)
         self.precision = precision
         self.threads = threads
         self.real_dtype = np.float32 if precision == "single" else np.float64
@@ -297,7 +297,7 @@ class Beamformer:
         if out is None:
             out = xp.empty((n_frames, rows, cols, n_bins), self.real_dtype)
         elif (out.shape != (n_frames, rows, cols, n_bins) or out.dtype != self.real_dtype
-              or not out.flags.c_contiguous or _backend.get_xp(out) is not xp):
+              or not out.flags.c_contiguous or backend.get_xp(out) is not xp):
             raise AcamError(f"out must be a C-contiguous {np.dtype(self.real_dtype).name} array of shape "
                             f"{(n_frames, rows, cols, n_bins)} on the beamformer's device")
         flat = out.reshape(n_frames, rows * cols, n_bins)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._digest import digest
-from .errors import AcamError, FormatError
+from ..core.digest import digest
+from ..core.errors import AcamError, FormatError
 
 DEFAULT_ARRAY_FILE = "acam128.xml"
 
@@ -138,7 +138,7 @@ def default_array() -> ArrayGeometry:
     (:func:`beamform.design.optimise`, 20 000 moves, 25 mm minimum spacing, 35 mm free radius at the
     centre): the lowest worst-case sidelobe over 500-6000 Hz of the layouts the project can make.
     """
-    ref = importlib.resources.files("beamform") / "data" / DEFAULT_ARRAY_FILE
+    ref = importlib.resources.files("acam.beamform") / "data" / DEFAULT_ARRAY_FILE
     with importlib.resources.as_file(ref) as p:
         geom = ArrayGeometry.from_file(p)
     return ArrayGeometry(geom.positions, "acam128")

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._digest import digest
-from .errors import AcamError
+from ..core.digest import digest
+from ..core.errors import AcamError
 
 
 @dataclass(frozen=True)

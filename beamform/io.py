@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from .errors import AcamError, FormatError
+from ..core.errors import AcamError, FormatError
 from .geometry import ArrayGeometry
 
 TIME_DTYPES = (np.int16, np.int32, np.float32, np.float64)

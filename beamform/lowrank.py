@@ -28,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _backend
-from ._digest import digest
-from .errors import AcamError
+from . import backend
+from ..core.digest import digest
+from ..core.errors import AcamError
 
 
 def cache_dir() -> str:
@@ -66,7 +66,7 @@ def factorise(A, tolerance: float, spec_digest: str | None = None, use_cache: bo
     if not 0 < tolerance < 1:
         raise AcamError(f"tolerance={tolerance} must lie between 0 and 1 (0 = the exact path)")
     if not callable(A):
-        xp, dtype = _backend.get_xp(A), A.dtype
+        xp, dtype = backend.get_xp(A), A.dtype
     cdtype = np.dtype(dtype)
     key = digest("LowRank", spec_digest, float(tolerance), str(cdtype)) if spec_digest else None
     path = os.path.join(cache_dir(), f"lowrank-{key}.npz") if key else None
@@ -93,7 +93,7 @@ def factorise(A, tolerance: float, spec_digest: str | None = None, use_cache: bo
         ranks[k], s1[k] = r, top
 
     if xp is np:
-        with ThreadPoolExecutor(_backend.cpu_threads()) as pool:
+        with ThreadPoolExecutor(backend.cpu_threads()) as pool:
             list(pool.map(one, range(n_bins)))
     else:
         for k in range(n_bins):
@@ -102,8 +102,8 @@ def factorise(A, tolerance: float, spec_digest: str | None = None, use_cache: bo
     if use_cache and path:
         os.makedirs(cache_dir(), exist_ok=True)
         tmp = path + f".{os.getpid()}.part.npz"
-        np.savez(tmp, ranks=ranks, s1=s1, C=np.concatenate([_backend.to_host(c) for c in Cs], 1),
-                 B=np.concatenate([_backend.to_host(b) for b in Bs], 0))
+        np.savez(tmp, ranks=ranks, s1=s1, C=np.concatenate([backend.to_host(c) for c in Cs], 1),
+                 B=np.concatenate([backend.to_host(b) for b in Bs], 0))
         os.replace(tmp, path)
     return lr
 
@@ -113,7 +113,7 @@ def steered_power_lowrank(lr: LowRankSteering, X, scale, out, n_segments: int, c
     """Like :func:`beamform.filter_and_sum.steered_power`, with ``A_k x`` computed as ``C_k (B_k x)``."""
     from .filter_and_sum import power_by_chunks
 
-    xp = _backend.get_xp(X)
+    xp = backend.get_xp(X)
     n_bins, _, n_cols = X.shape
 
     def product(k0, k1, z):

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
-from ._progress import progress_bar
-from .errors import AcamError
+from ..core.progress import progress_bar
+from ..core.errors import AcamError
 from .filter_and_sum import Beamformer, frame_starts
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
@@ -149,7 +149,7 @@ def _plan(raw: RawRecording, bf: Beamformer, settings: RunSettings) -> _Plan:
 
 def bf_digest(bf: Beamformer) -> str:
     """Digest of every setting that shapes the cube's values."""
-    from ._digest import digest
+    from ..core.digest import digest
 
     return digest("Beamformer", bf.spec.digest, bf.frame_rate, bf.window_name, bf.precision, bf.tolerance)
 

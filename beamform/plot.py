@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .errors import AcamError
+from ..core.errors import AcamError
 from .grid import CameraGrid
 from .io import Cube, atomic_output
 

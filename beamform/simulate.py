@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import AcamError
+from ..core.errors import AcamError
 from .geometry import ArrayGeometry, default_array
 
 KINDS = ("noise", "tone", "chirp", "burst", "wav")
@@ -304,7 +304,7 @@ def diffuse_noise(positions: np.ndarray, n: int, fs: float, rng: np.random.Gener
     delays = dirs @ np.asarray(positions, float).T / c                        # (W, M)
     import scipy.fft
 
-    from ._backend import cpu_threads
+    from ..core.resources import cpu_threads
 
     with scipy.fft.set_workers(cpu_threads()):
         _, _, waves = scipy.signal.stft(rng.standard_normal((n_waves, n)), fs, nperseg=nperseg)  # (W, F, T)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _backend
-from ._digest import digest
-from .errors import AcamError
+from . import backend
+from ..core.digest import digest
+from ..core.errors import AcamError
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
 
@@ -117,13 +117,13 @@ def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64):
 
         out = np.empty(shape, dtype)
         fill = cpu_kernels().steering_fill
-        n = _backend.cpu_threads()
+        n = backend.cpu_threads()
         edges = np.linspace(0, shape[1], n + 1).astype(int)
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(lambda i: fill(gain, dtau, 0.0, domega, out, edges[i], edges[i + 1]), range(n)))
         return out
     real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
     out = xp.empty(shape, dtype)
-    _backend.gpu_steering(xp.ascontiguousarray(xp.asarray(gain, real)), xp.ascontiguousarray(xp.asarray(dtau, real)),
+    backend.gpu_steering(xp.ascontiguousarray(xp.asarray(gain, real)), xp.ascontiguousarray(xp.asarray(dtau, real)),
                           xp.asarray(np.arange(spec.n_bins) * domega, real), out)
     return out

@@ -1,1 +1,1 @@
-"""Throughput benchmarks (run as modules, e.g. ``python -m benchmarks.bench_beamform``)."""
+"""Throughput benchmarks (run as modules, e.g. ``python -m acam.benchmarks.bench_beamform``)."""

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.bench_beamform [--smoke] [--seconds 30] [--json OUT.json]
+    python -m acam.benchmarks.bench_beamform [--smoke] [--seconds 30] [--json OUT.json]
                                         [--device cpu|cuda|auto] [--repeats 5]
 
 Everything is measured in one process and one run, so every ratio compares figures taken on the same
@@ -56,14 +56,16 @@ from pathlib import Path
 
 import numpy as np
 
-import beamform
-from beamform import Beamformer, CameraGrid, SteeringSpec, default_array, steering_matrix, write_raw
-from beamform import _backend
-from beamform.errors import AcamError
-from beamform.geometry import ArrayGeometry
-from beamform.pipeline import RunSettings, beamform_file
+import acam
+from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array, steering_matrix, write_raw
+from acam.beamform import backend
+from acam.core.errors import AcamError
+from acam.beamform.geometry import ArrayGeometry
+from acam.beamform.pipeline import RunSettings, beamform_file
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Where the installed package lives: the repository itself in an editable install, so the
+#: benchmark can record the checked-out commit; inside site-packages git finds nothing.
+PACKAGE_DIR = Path(acam.__file__).resolve().parent
 SAMPLE_FREQ = 12288.0
 FRAME_RATE = 12.0
 
@@ -269,14 +271,14 @@ def timed(fn, repeats: int, xp=np, warmup: int = 1) -> Timing:
     """
     for _ in range(warmup):
         fn()
-        _backend.synchronize(xp)
+        backend.synchronize(xp)
     samples = []
     with CpuMeter() as meter:
         for _ in range(repeats):
-            _backend.synchronize(xp)
+            backend.synchronize(xp)
             t0 = time.perf_counter()
             fn()
-            _backend.synchronize(xp)
+            backend.synchronize(xp)
             samples.append(time.perf_counter() - t0)
     return Timing(samples, meter.other_cores, meter.steal_cores)
 
@@ -310,8 +312,8 @@ def measure_limits(report: Report, cfg: Config, xp, where: str) -> None:
     label = f"copy bandwidth, 2 x {cfg.copy_mib} MiB" + (" (1 thread)" if xp is np else "")
     report.add(f"peak.{where}_copy_gbps", section, label, "GB/s", t.rate(gbytes),
                "read + write bytes")
-    if xp is np and _backend.cpu_threads() > 1:
-        n_thr = _backend.cpu_threads()
+    if xp is np and backend.cpu_threads() > 1:
+        n_thr = backend.cpu_threads()
         edges = np.linspace(0, n_items, n_thr + 1).astype(int)
         parts = [(dst[lo:hi], src[lo:hi]) for lo, hi in zip(edges[:-1], edges[1:])]
         with ThreadPoolExecutor(n_thr) as pool:
@@ -344,7 +346,7 @@ def measure_compute(report: Report, cfg: Config, device: str, peak_key: str):
 
     t0 = time.perf_counter()
     A = bf.steering
-    _backend.synchronize(xp)
+    backend.synchronize(xp)
     first = time.perf_counter() - t0
     report.add("compute.steering_first_s", section, "steering build, first access", "s", first,
                "includes kernel load/compile, first touch of memory")
@@ -502,7 +504,7 @@ def measure_end_to_end(report: Report, cfg: Config, device: str, workdir: Path) 
     # the whole command, in a fresh interpreter each time (start-up, imports, JIT cache load,
     # steering build included); the first run is also reported on its own
     cube_cli = workdir / "cube_cli.h5"
-    cmd = [sys.executable, "-m", "cli", "beamform", "run", str(raw), "--bins", str(cfg.bins),
+    cmd = [sys.executable, "-m", "acam.cli", "beamform", "run", str(raw), "--bins", str(cfg.bins),
            "--rows", str(cfg.rows), "--cols", str(cfg.cols), "--device", device,
            "-o", str(cube_cli), "--no-progress"]
     walls, peak_kib = [], 0
@@ -523,7 +525,7 @@ def measure_end_to_end(report: Report, cfg: Config, device: str, workdir: Path) 
     if peak_kib:
         report.add("memory.cli_peak_rss_mib", "5. Memory", "peak RSS of the `beamform run` process",
                    "MiB", peak_kib / 1024, "VmHWM, polled every 20 ms")
-    t = timed(lambda: subprocess.run([sys.executable, "-m", "cli", "--version"], cwd=REPO_ROOT,
+    t = timed(lambda: subprocess.run([sys.executable, "-m", "acam.cli", "--version"],
                                      capture_output=True, check=True), 1, warmup=0)
     report.add("cli.startup_s", section, "`acam --version` (start-up + import)", "s", t)
 
@@ -538,7 +540,7 @@ def run_watched(cmd: list[str], log: Path, poll_s: float = 0.02) -> tuple[float,
     peak = 0
     with open(log, "w+b") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         status = Path(f"/proc/{proc.pid}/status")
         while proc.poll() is None:
             try:
@@ -600,9 +602,9 @@ def machine_info(device: str) -> dict:
         "python": platform.python_version(),
         "cpu_model": _cpuinfo_field("model name"),
         "logical_cpus": os.cpu_count(),
-        "usable_cpus": _backend.cpu_threads(),
+        "usable_cpus": backend.cpu_threads(),
         "memory_gib": _meminfo_gib(),
-        "versions": {"acam": beamform.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+        "versions": {"acam": acam.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
                      "numba": numba.__version__, "h5py": h5py.__version__,
                      "threadpoolctl": threadpoolctl.__version__},
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
@@ -615,7 +617,7 @@ def machine_info(device: str) -> dict:
     except ValueError:  # no parallel Numba code ran
         info["numba_threading_layer"] = None
     if device == "cuda":
-        cp = _backend.xp_for("cuda")
+        cp = backend.xp_for("cuda")
         props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         info["gpu"] = {"name": props["name"].decode(errors="replace"),
                        "memory_gib": props["totalGlobalMem"] / 2 ** 30,
@@ -650,9 +652,13 @@ def _meminfo_gib() -> float | None:
 def _git_commit() -> str | None:
     """The checked-out commit (read-only query), with ``+dirty`` when the tree has changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=PACKAGE_DIR, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        if Path(top).resolve() != PACKAGE_DIR:  # an installed copy inside some other repository
+            return None
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_DIR,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -665,7 +671,7 @@ def run(cfg: Config, device: str) -> tuple[Report, list[dict]]:
     report = Report()
     measure_limits(report, cfg, np, "cpu")
     if device == "cuda":
-        measure_limits(report, cfg, _backend.xp_for("cuda"), "gpu")
+        measure_limits(report, cfg, backend.xp_for("cuda"), "gpu")
     peak_key = "peak.gpu_gemm_gflops" if device == "cuda" else "peak.cpu_gemm_gflops"
     bf, frames, buf = measure_compute(report, cfg, device, peak_key)
     # end to end before the baselines, so that the peak RSS read after it does not hold the
@@ -680,13 +686,13 @@ def run(cfg: Config, device: str) -> tuple[Report, list[dict]]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_beamform",
+    p = argparse.ArgumentParser(prog="python -m acam.benchmarks.bench_beamform",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny configuration, a few seconds (for tests)")
     p.add_argument("--seconds", type=float, default=None,
                    help="length of the synthetic recording (default 30; 1 with --smoke)")
     p.add_argument("--json", metavar="OUT.json", help="write every figure and the machine description")
-    p.add_argument("--device", choices=_backend.DEVICES, default="auto",
+    p.add_argument("--device", choices=backend.DEVICES, default="auto",
                    help="auto uses the GPU when CuPy sees one")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per figure (default 5, 3 for the expensive ones)")
@@ -717,12 +723,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        device = _backend.resolve_device(args.device)
+        device = backend.resolve_device(args.device)
     except AcamError as exc:
         print(f"bench_beamform: {exc}", file=sys.stderr)
         return 2
     cfg = make_config(args.smoke, args.seconds, args.repeats)
-    command = shlex.join(["python", "-m", "benchmarks.bench_beamform", *argv])
+    command = shlex.join(["python", "-m", "acam.benchmarks.bench_beamform", *argv])
     started = datetime.datetime.now(datetime.timezone.utc)
     print(f"{command}\n{started.isoformat(timespec='seconds')}  mode={cfg.mode}  device={device}  "
           f"{cfg.n_mics} mics, {cfg.rows}x{cfg.cols} pixels, {cfg.bins} bins", flush=True)
@@ -774,7 +780,7 @@ def measure_lowrank(cfg: Config, device: str, tolerances: list[float], report: R
     """Low-rank steering against the exact path on a pyroomacoustics recording of two sources:
     real-time factor of the compute step, operations saved, error on pixels within 30 dB of each
     map's peak (relative to the peak), and whether any peak moved (bins above 1.5 kHz)."""
-    from beamform.simulate import Scene, SourceSpec, simulate
+    from acam.beamform.simulate import Scene, SourceSpec, simulate
 
     n_frames = cfg.block_frames
     geometry = ArrayGeometry(default_array().positions[:cfg.n_mics])
@@ -787,7 +793,7 @@ def measure_lowrank(cfg: Config, device: str, tolerances: list[float], report: R
     x = xp.asarray(frames)
     ref_out = xp.empty((n_frames, cfg.rows, cfg.cols, cfg.bins), np.float32)
     t_exact = timed(lambda: exact.process(x, out=ref_out), cfg.heavy_repeats, xp)
-    ref = _backend.to_host(ref_out).astype(np.float64)
+    ref = backend.to_host(ref_out).astype(np.float64)
     peak = ref.max(axis=(1, 2), keepdims=True)
     near = ref >= peak * 1e-3
     k0 = int(np.ceil(1500 / (SAMPLE_FREQ / spec.nfft)))
@@ -804,7 +810,7 @@ def measure_lowrank(cfg: Config, device: str, tolerances: list[float], report: R
         t_fact = time.perf_counter() - t0
         out = xp.empty_like(ref_out)
         t = timed(lambda: lr.process(x, out=out), cfg.heavy_repeats, xp)
-        got = _backend.to_host(out).astype(np.float64)
+        got = backend.to_host(out).astype(np.float64)
         err = float((np.abs(got - ref) / peak)[near].max())
         moved = int((ref[..., k0:].reshape(n_frames, -1, cfg.bins - k0).argmax(1)
                      != got[..., k0:].reshape(n_frames, -1, cfg.bins - k0).argmax(1)).sum())

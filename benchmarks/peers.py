@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from beamform import CameraGrid
+from acam.beamform import CameraGrid
 
 FRAME_RATE = 12.0
 

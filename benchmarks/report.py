@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from beamform.errors import AcamError, FormatError
+from acam.core.errors import AcamError, FormatError
 
 KEY_FIGURES = [
     ("peak.cpu_gemm_gflops", "CPU complex64 GEMM peak", "GFLOP/s"),

@@ -1,7 +1,7 @@
 """Scale-out: files per second for 1, 2, 4 ... local Dask workers, against the ideal line, and the
 overhead per task.
 
-    python -m benchmarks.scaling [--workers 1,2,4] [--files 8] [--seconds 2] [--json OUT] [--smoke]
+    python -m acam.benchmarks.scaling [--workers 1,2,4] [--files 8] [--seconds 2] [--json OUT] [--smoke]
     acam bench scale                      (the same; ``acam bench all`` includes it)
 
 Workload: ``--files`` synthetic noise recordings (128 microphones, the sensor's rate and frame rate)
@@ -65,11 +65,11 @@ def _steady(rep) -> tuple[float, float]:
 
 def measure(workers=(1, 2, 4), files: int = 16, seconds: float = 2.0, bins: int = 512, noop_tasks: int = 200,
             smoke: bool = False) -> dict:
-    from beamform import default_array, write_raw
-    from beamform._backend import cpu_threads
-    from beamform.batch import beamform_many
-    from beamform.cluster import Task, run_tasks
-    from beamform.pipeline import RunSettings
+    from acam.beamform import default_array, write_raw
+    from acam.beamform.backend import cpu_threads
+    from acam.beamform.batch import beamform_many
+    from acam.core.tasks import Task, run_tasks
+    from acam.beamform.pipeline import RunSettings
 
     if smoke:
         files, seconds, bins, noop_tasks, mics = 4, 0.5, 16, 10, 16
@@ -149,7 +149,7 @@ def table(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m acam.benchmarks.scaling", description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", default="1,2,4")
     p.add_argument("--files", type=int, default=16)
     p.add_argument("--seconds", type=float, default=2.0)
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
 
         from .bench_beamform import machine_info
 
-        doc = {"schema": 1, "command": "python -m benchmarks.scaling " + " ".join(argv if argv is not None else sys.argv[1:]),
+        doc = {"schema": 1, "command": "python -m acam.benchmarks.scaling " + " ".join(argv if argv is not None else sys.argv[1:]),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "device": "cpu", "machine": machine_info("cpu"), "figures": {}, "scaling": r}
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

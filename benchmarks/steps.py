@@ -9,7 +9,7 @@ import numpy as np
 
 
 def mfcc_per_frame(repeats: int = 3, frames: int = 64, smoke: bool = False) -> dict:
-    from dataset.mfcc import mfcc
+    from acam.dataset.mfcc import mfcc
 
     from .bench_beamform import timed
 
@@ -23,8 +23,8 @@ def dataset_sequence(preset: str = "tiny") -> dict:
     """Seconds to build one sequence of each scenario of a preset (simulation included)."""
     import tempfile
 
-    from beamform import Beamformer, CameraGrid, SteeringSpec, default_array
-    from dataset.build import FRAME_RATE, N_BINS, PRESETS, WINDOW, build_sequence, plan
+    from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
+    from acam.dataset.build import FRAME_RATE, N_BINS, PRESETS, WINDOW, build_sequence, plan
 
     p = PRESETS[preset]
     m = plan(p, 0)
@@ -48,7 +48,7 @@ def training_steps(batch: int = 8, repeats: int = 3, smoke: bool = False) -> dic
     crops and validating are not included - measured epochs are in each run's ``log.csv``)."""
     import torch
 
-    from learn.models import ModelConfig, build_model
+    from acam.learn.models import ModelConfig, build_model
 
     torch.manual_seed(0)
     b = 2 if smoke else batch
@@ -87,9 +87,9 @@ def training_steps(batch: int = 8, repeats: int = 3, smoke: bool = False) -> dic
 def train_crops(model: str) -> dict:
     """Training crops per epoch with the paper's crops (teachers 30 x 1 s, students 6 x 5 s per
     sequence) on the training split of each preset."""
-    from dataset.build import PRESETS, plan
-    from learn.models import STUDENTS
-    from learn.train import CROPS
+    from acam.dataset.build import PRESETS, plan
+    from acam.learn.models import STUDENTS
+    from acam.learn.train import CROPS
 
     per_seq = CROPS["student" if model in STUDENTS else "teacher"][1]
     return {name: per_seq * sum(s["split"] == "train" for s in plan(p, 0)["sequences"])
@@ -101,8 +101,8 @@ def distillation_cached_vs_live(batch: int = 8, repeats: int = 3, smoke: bool = 
     against running the teacher on the crop's 60 MFCC frames in every step."""
     import torch
 
-    from learn.losses import distillation_loss
-    from learn.models import DualCamNet, HearNet
+    from acam.learn.losses import distillation_loss
+    from acam.learn.models import DualCamNet, HearNet
 
     torch.manual_seed(0)
     b = 2 if smoke else batch

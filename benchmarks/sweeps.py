@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from beamform import Beamformer, CameraGrid, SteeringSpec, default_array
-from beamform.geometry import ArrayGeometry, aperiodic
+from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
+from acam.beamform.geometry import ArrayGeometry, aperiodic
 
 SWEEPS = {
     "mics": [32, 64, 128, 256],
@@ -70,7 +70,7 @@ def sweep_length(seconds=None, smoke: bool = False, device: str = "cpu") -> dict
     import tempfile
     from pathlib import Path
 
-    from beamform import write_raw
+    from acam.beamform import write_raw
 
     from .bench_beamform import run_watched
 
@@ -83,7 +83,7 @@ def sweep_length(seconds=None, smoke: bool = False, device: str = "cpu") -> dict
             data = np.random.default_rng(0).standard_normal((int(sec * 12288), n_mics)).astype(np.float32)
             write_raw(raw, data, 12288.0, default_array().positions[:n_mics], 12.0)
             del data
-            cmd = [sys.executable, "-m", "cli", "beamform", "run", str(raw), "-o", str(cube), "--no-progress",
+            cmd = [sys.executable, "-m", "acam.cli", "beamform", "run", str(raw), "-o", str(cube), "--no-progress",
                    "--device", device] + (["--bins", "32", "--rows", "6", "--cols", "8"] if smoke else [])
             wall, rc, peak_kib, log = run_watched(cmd, Path(tmp) / "log.txt")
             if rc != 0:

@@ -24,11 +24,12 @@ from dataclasses import asdict, dataclass
 import h5py
 import numpy as np
 
-import beamform
-from beamform import Beamformer, CameraGrid, SteeringSpec, default_array
-from beamform.cluster import Task, fans_out, local_threads, run_tasks
-from beamform.errors import AcamError
-from beamform.io import atomic_output
+from acam import __version__
+from acam.beamform import backend
+from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
+from acam.core.tasks import Task, fans_out, local_threads, run_tasks
+from acam.core.errors import AcamError
+from acam.beamform.io import atomic_output
 
 from .mfcc import cube_mfcc_settings, mfcc
 from .scenes import SCENARIOS, simulate_sequence, subject_path, waypoint_edges, waypoint_positions
@@ -76,7 +77,7 @@ def plan(preset: Preset, seed: int) -> dict:
     for s in seqs:
         s["split"] = splits[s["name"]]
         s["blocks"] = max(1, int(np.ceil(s["n_frames"] / FRAME_RATE / 10.0)))
-    return {"kind": "acam-dataset", "version": beamform.__version__, "preset": asdict(preset),
+    return {"kind": "acam-dataset", "version": __version__, "preset": asdict(preset),
             "seed": seed, "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "n_bins": N_BINS,
             "window": WINDOW, "actions": list(ACTIONS), "scenarios": SCENARIOS, "sequences": seqs}
 
@@ -95,7 +96,7 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
     limit : int, optional
         Build at most this many missing sequences (to measure a subset).
     scheduler, workers, retries
-        Where the sequences (one task each) run: see :func:`beamform.cluster.run_tasks`.  Every
+        Where the sequences (one task each) run: see :func:`acam.core.tasks.run_tasks`.  Every
         sequence has its own seed, so the files are the same wherever they were built.  Failed
         sequences are retried, then named in the :class:`AcamError` raised after the others finish.
     """
@@ -170,9 +171,9 @@ def build_sequence(path: str, seq: dict, p: Preset, bf: Beamformer, seed: int, c
         frames = raw[:n].reshape(n_frames, L, -1)
         for b0 in range(0, n_frames, 64):
             cube = bf.process(frames[b0:b0 + 64])
-            d_mfcc[b0:b0 + len(cube)] = beamform._backend.to_host(mfcc(cube, bin_hz, factor))
+            d_mfcc[b0:b0 + len(cube)] = backend.to_host(mfcc(cube, bin_hz, factor))
             if d_cube is not None:
-                d_cube[b0:b0 + len(cube)] = beamform._backend.to_host(cube)
+                d_cube[b0:b0 + len(cube)] = backend.to_host(cube)
         f.create_dataset("mono", data=raw[:n, centre])
         f.create_dataset("video", data=video, chunks=(1,) + video.shape[1:], compression="gzip",
                          compression_opts=4)
@@ -182,4 +183,4 @@ def build_sequence(path: str, seq: dict, p: Preset, bf: Beamformer, seed: int, c
         f.attrs.update({"action": action, "action_name": ACTIONS[action], "scenario": scenario,
                         "subject": subject, "repetition": rep, "sample_freq": fs,
                         "frame_rate": FRAME_RATE, "frame_len": L, "seed": seed, "mono_mic": centre,
-                        "version": beamform.__version__, "window": WINDOW, "n_bins": N_BINS})
+                        "version": __version__, "window": WINDOW, "n_bins": N_BINS})

@@ -31,9 +31,9 @@ from collections import defaultdict
 import h5py
 import numpy as np
 
-from beamform.errors import AcamError, FormatError
-from beamform.geometry import ArrayGeometry, default_array
-from beamform.io import atomic_output
+from acam.core.errors import AcamError, FormatError
+from acam.beamform.geometry import ArrayGeometry, default_array
+from acam.beamform.io import atomic_output
 
 DC_MICS, DC_SAMPLES = 128, 1024
 DC_BAD_MICS = (79, 105)

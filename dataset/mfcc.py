@@ -25,8 +25,8 @@ import functools
 
 import numpy as np
 
-from beamform import _backend
-from beamform.errors import AcamError
+from acam.beamform import backend
+from acam.core.errors import AcamError
 
 N_FILTERS = 24
 N_COEFFS = 12
@@ -100,7 +100,7 @@ def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None):
     -------
     array [shape=(..., 12), float32]
     """
-    xp = _backend.get_xp(power)
+    xp = backend.get_xp(power)
     n_bins = power.shape[-1]
     fb = xp.asarray(mel_filterbank(n_bins, float(bin_hz)), xp.float32)
     dct = xp.asarray(dct_matrix(), xp.float32)
@@ -114,7 +114,7 @@ def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None):
 
 def cube_mfcc_settings(attrs: dict, units: str = "lab", assumed_rate: float | None = LAB_RATE):
     """``(bin_hz, factor)`` for a cube file's attributes (see :func:`mfcc`)."""
-    from beamform.filter_and_sum import parse_window
+    from acam.beamform.filter_and_sum import parse_window
 
     if units not in ("lab", "cube"):
         raise AcamError(f"units={units!r} must be 'lab' or 'cube'")

@@ -6,8 +6,8 @@ import os
 
 import h5py
 
-from beamform import _backend
-from beamform.io import Cube, atomic_output
+from acam.beamform import backend
+from acam.beamform.io import Cube, atomic_output
 
 from .mfcc import cube_mfcc_settings, mfcc
 
@@ -16,7 +16,7 @@ def mfcc_file(cube_path, out_path, units: str = "lab", assumed_rate: float | Non
               device: str = "auto", block: int = 64) -> int:
     """Write ``mfcc`` (n_frames, rows, cols, 12) float32 with the cube's other datasets and
     attributes; returns the number of frames."""
-    xp = _backend.xp_for(_backend.resolve_device(device))
+    xp = backend.xp_for(backend.resolve_device(device))
     with Cube.open(cube_path) as cube:
         bin_hz, factor = cube_mfcc_settings(cube.attrs, units, assumed_rate)
         n, rows, cols, _ = cube.cube.shape
@@ -30,5 +30,5 @@ def mfcc_file(cube_path, out_path, units: str = "lab", assumed_rate: float | Non
                             "source_cube": os.path.abspath(os.fspath(cube_path))})
             for b0 in range(0, n, block):
                 x = xp.asarray(cube.cube[b0:b0 + block])
-                out[b0:b0 + x.shape[0]] = _backend.to_host(mfcc(x, bin_hz, factor))
+                out[b0:b0 + x.shape[0]] = backend.to_host(mfcc(x, bin_hz, factor))
     return n

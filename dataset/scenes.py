@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from beamform.geometry import ArrayGeometry
-from beamform.grid import CameraGrid
-from beamform.simulate import diffuse_noise, to_room
+from acam.beamform.geometry import ArrayGeometry
+from acam.beamform.grid import CameraGrid
+from acam.beamform.simulate import diffuse_noise, to_room
 
 SCENARIOS = {1: "anechoic room", 2: "indoor open-space office", 3: "outdoor terrace"}
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from beamform.errors import AcamError, FormatError
-from beamform.io import atomic_output
+from acam.core.errors import AcamError, FormatError
+from acam.beamform.io import atomic_output
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")

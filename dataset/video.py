@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from beamform.grid import CameraGrid
+from acam.beamform.grid import CameraGrid
 
 PROP_OF_ACTION = {0: None, 1: None, 2: None, 3: None, 4: "toy", 5: "block", 6: "block", 7: "tool",
                   8: "tool", 9: "toy", 10: "sheet", 11: "sheet", 12: "sheet", 13: "tool"}

@@ -1,6 +1,6 @@
-"""``python -m learn ...`` is the ``learn`` command; what ``torchrun -m learn train ...`` starts per process."""
+"""``python -m acam.learn ...`` is the ``learn`` command; what ``torchrun -m acam.learn train ...`` starts per process."""
 
-from cli import learn_group
+from acam.cli import learn_group
 
 if __name__ == "__main__":
     learn_group(prog_name="learn")

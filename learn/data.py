@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from dataset.store import Crop, Dataset, read_crop
+from acam.dataset.store import Crop, Dataset, read_crop
 
 STUDENT_RATE = 22050
 HEARNET_FRAMES = 500

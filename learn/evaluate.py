@@ -9,8 +9,8 @@ import os
 import numpy as np
 import torch
 
-from dataset.sounds import ACTIONS
-from dataset.store import Dataset
+from acam.dataset.sounds import ACTIONS
+from acam.dataset.store import Dataset
 
 from .data import CropDataset, collate
 from .train import CROPS, load_run, pick_device, predict

@@ -286,7 +286,7 @@ STUDENTS = ("hearnet", "soundnet")
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    from beamform.errors import AcamError
+    from acam.core.errors import AcamError
 
     if config.name not in REGISTRY:
         raise AcamError(f"model {config.name!r} is not one of {', '.join(REGISTRY)}")

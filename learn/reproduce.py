@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from beamform.cluster import Dep, Task, fans_out, local_threads, run_tasks
+from acam.core.tasks import Dep, Task, fans_out, local_threads, run_tasks
 
 from .evaluate import evaluate_run
 from .train import TrainConfig, fit
@@ -32,7 +32,7 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
     """Run the protocol; returns ``{(model, supervision, train_set): {test: [acc per seed]}}`` and
     writes ``results.json`` and ``tables.md`` into ``out_dir``.
 
-    Every training run (with its evaluation) is one task of :func:`beamform.cluster.run_tasks`, so
+    Every training run (with its evaluation) is one task of :func:`acam.core.tasks.run_tasks`, so
     ``scheduler``/``workers`` spread the protocol over a Dask cluster; a distillation waits for its
     teacher.  Runs that finished before are resumed from their last checkpoint (nothing left to
     train), so a re-run only does what is missing.  Failed runs are named in the :class:`AcamError`

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from beamform.errors import AcamError
-from dataset.store import Dataset
+from acam.core.errors import AcamError
+from acam.dataset.store import Dataset
 
 from .data import CropDataset, collate, mfcc_stats
 from .losses import distillation_loss
@@ -353,11 +353,11 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
     """Distillation hyper-parameters by validation accuracy: one run per combination under
     ``out_dir/grid/``, a ``grid.csv`` table, and the best run copied to ``out_dir``.
 
-    Each combination is a task of :func:`beamform.cluster.run_tasks` (``scheduler``/``workers``
+    Each combination is a task of :func:`acam.core.tasks.run_tasks` (``scheduler``/``workers``
     spread them over a Dask cluster); the teacher's soft labels are cached before they start."""
     import shutil
 
-    from beamform.cluster import Task, fans_out, local_threads, run_tasks
+    from acam.core.tasks import Task, fans_out, local_threads, run_tasks
 
     fanned = fans_out(scheduler, workers)
     threads = local_threads(workers, scheduler) if fanned else None

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import torch
 
-from beamform.errors import AcamError
+from acam.core.errors import AcamError
 
 from .data import STUDENT_RATE, spectrogram
 from .models import STUDENTS
@@ -49,7 +49,7 @@ def list_labelled(path: str) -> list[tuple[str, str, str | None]]:
 
 
 def _read_audio(path: str) -> np.ndarray:
-    from beamform.simulate import load_wav
+    from acam.beamform.simulate import load_wav
 
     return load_wav(path, STUDENT_RATE).astype(np.float32)
 

@@ -7,12 +7,12 @@ import functools
 import numpy as np
 import pytest
 
-from beamform import _backend
-from beamform.simulate import Scene, SourceSpec, simulate
+from acam.beamform import backend
+from acam.beamform.simulate import Scene, SourceSpec, simulate
 
 
 def pytest_collection_modifyitems(config, items):
-    if not _backend.gpu_available():
+    if not backend.gpu_available():
         skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
         for item in items:
             if "gpu" in item.keywords:
@@ -37,7 +37,7 @@ def recording(sources: tuple, room: str = "anechoic", duration: float = 0.5, see
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """The tiny preset, built once per test session (about 30 s on 2 cores)."""
-    from dataset.build import build
+    from acam.dataset.build import build
 
     folder = tmp_path_factory.mktemp("tiny")
     build(folder, "tiny", seed=0, device="cpu")

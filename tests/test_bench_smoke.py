@@ -34,7 +34,7 @@ def _positive_finite(x) -> bool:
 def test_smoke_run_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", "bench", "beamform", "--smoke", "-o", str(out)],
+        [sys.executable, "-m", "acam.cli", "bench", "beamform", "--smoke", "-o", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Goals" in proc.stdout
@@ -76,7 +76,7 @@ def test_smoke_extras_and_report(tmp_path):
     import os
 
     env = {**os.environ, "ACAM_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "cli", "bench", "all", "--smoke", "-o", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "acam.cli", "bench", "all", "--smoke", "-o", str(out)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text(encoding="utf-8"))
@@ -99,7 +99,7 @@ def test_smoke_extras_and_report(tmp_path):
         assert all(_positive_finite(r[k]) for k in ("files_per_s", "wall_s", "overhead_ms_per_task"))
         assert sum(r["tasks_per_worker"]) == sc["files"]
     md = tmp_path / "report.md"
-    proc = subprocess.run([sys.executable, "-m", "cli", "bench", "report", str(out), "-o", str(md)],
+    proc = subprocess.run([sys.executable, "-m", "acam.cli", "bench", "report", str(out), "-o", str(md)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = md.read_text()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from beamform import Cube, default_array, write_raw
-from cli import acam, beamform_group, learn_group
+from acam.beamform import Cube, default_array, write_raw
+from acam.cli import acam, beamform_group, learn_group
 
 
 def invoke(group, args):
@@ -51,7 +51,7 @@ def test_simulate_run_show(tmp_path):
             assert key in c.attrs
         assert c.attrs["nfft"] == 128 and c.attrs["segments_per_frame"] == 8
         energy = c.band_energy((900, 6400)).mean(0)
-    from beamform import CameraGrid
+    from acam.beamform import CameraGrid
 
     want = CameraGrid().pixel_of((0.5, 0.3, 2.5))
     got = np.unravel_index(np.argmax(energy), energy.shape)

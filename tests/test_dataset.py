@@ -11,13 +11,13 @@ import scipy.fft
 import scipy.signal
 from click.testing import CliRunner
 
-from beamform import ArrayGeometry, Beamformer, CameraGrid, SteeringSpec, default_array
-from cli import dataset_group
-from dataset import mfcc as M
-from dataset.build import PRESETS, build, build_sequence
-from dataset.importers import (encode_feature, encode_sequence_example, import_dc, import_tfrecord,
+from acam.beamform import ArrayGeometry, Beamformer, CameraGrid, SteeringSpec, default_array
+from acam.cli import dataset_group
+from acam.dataset import mfcc as M
+from acam.dataset.build import PRESETS, build, build_sequence
+from acam.dataset.importers import (encode_feature, encode_sequence_example, import_dc, import_tfrecord,
                                iter_records, write_records)
-from dataset.store import Dataset, assign_splits, read_crop
+from acam.dataset.store import Dataset, assign_splits, read_crop
 
 
 def independent_mfcc(power: np.ndarray, bin_hz: float) -> np.ndarray:
@@ -251,8 +251,8 @@ def test_import_dc(tmp_path, rng):
 
 
 def test_mfcc_cli(tmp_path, rng):
-    from beamform import write_raw
-    from cli import beamform_group
+    from acam.beamform import write_raw
+    from acam.cli import beamform_group
 
     raw, cube, out = tmp_path / "r.h5", tmp_path / "c.h5", tmp_path / "m.h5"
     write_raw(raw, rng.standard_normal((2048, 128)).astype(np.float32), 12288.0, default_array().positions)

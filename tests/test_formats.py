@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beamform import AcamError, ArrayGeometry, CameraGrid, FormatError, RawRecording, default_array, write_raw
-from beamform.filter_and_sum import frame_layout, frame_starts
+from acam.beamform import AcamError, ArrayGeometry, CameraGrid, FormatError, RawRecording, default_array, write_raw
+from acam.beamform.filter_and_sum import frame_layout, frame_starts
 
 ACOULAR_XML = """<?xml version="1.0" encoding="utf-8"?>
 <MicArray name="array_4">
@@ -102,7 +102,7 @@ def test_write_raw_rejects_mismatch(tmp_path):
 def test_windows_match_scipy(name, length):
     import scipy.signal
 
-    from beamform.filter_and_sum import parse_window
+    from acam.beamform.filter_and_sum import parse_window
 
     base, _, arg = name.partition(":")
     ref = scipy.signal.get_window((base, float(arg or 0.75)) if base == "tukey" else base, length)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from beamform import Beamformer, CameraGrid, SteeringSpec, default_array
-from beamform.design import optimise
-from beamform.geometry import ArrayGeometry, aperiodic, spiral, sunflower, uniform_grid
-from beamform.psf import figures, psf
-from beamform.report import evaluate
-from cli import beamform_group
+from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
+from acam.beamform.design import optimise
+from acam.beamform.geometry import ArrayGeometry, aperiodic, spiral, sunflower, uniform_grid
+from acam.beamform.psf import figures, psf
+from acam.beamform.report import evaluate
+from acam.cli import beamform_group
 from conftest import recording
 
 

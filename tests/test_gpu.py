@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beamform import ArrayGeometry, Beamformer, CameraGrid, SteeringSpec, default_array
-from beamform.steering import steering_matrix
+from acam.beamform import ArrayGeometry, Beamformer, CameraGrid, SteeringSpec, default_array
+from acam.beamform.steering import steering_matrix
 
 pytestmark = pytest.mark.gpu
 

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from learn.losses import distillation_loss  # noqa: E402
-from learn.models import REGISTRY, ModelConfig, ResNet50, TemporalResNet50, build_model  # noqa: E402
+from acam.learn.losses import distillation_loss  # noqa: E402
+from acam.learn.models import REGISTRY, ModelConfig, ResNet50, TemporalResNet50, build_model  # noqa: E402
 
 
 def test_resnet50_keeps_torchvisions_parameter_layout():
@@ -73,7 +73,7 @@ def tiny_data(tiny_dataset):
 
 
 def test_training_is_deterministic_and_resumes(tiny_data, tmp_path):
-    from learn.train import TrainConfig, fit
+    from acam.learn.train import TrainConfig, fit
 
     cfg = TrainConfig("dualcamnet", tiny_data, [1, 2, 3], epochs=2, batch_size=16, lr=1e-3, seed=3,
                       crops_per_sequence=2, device="cpu")
@@ -94,7 +94,7 @@ def test_training_is_deterministic_and_resumes(tiny_data, tmp_path):
 
 
 def test_distillation_caches_teacher_soft_labels(tiny_data, tmp_path):
-    from learn.train import TrainConfig, fit
+    from acam.learn.train import TrainConfig, fit
 
     teacher = str(tmp_path / "teacher")
     fit(TrainConfig("dualcamnet", tiny_data, [1, 2, 3], 1, 16, 1e-3, 0, crops_per_sequence=2, device="cpu"), teacher)
@@ -110,7 +110,7 @@ def test_distillation_caches_teacher_soft_labels(tiny_data, tmp_path):
 
 
 def test_learn_cli_reproduce_and_evaluate(tiny_data, tmp_path):
-    from cli import learn_group
+    from acam.cli import learn_group
 
     out = tmp_path / "paper"
     r = CliRunner().invoke(learn_group, ["reproduce", "--data", tiny_data, "-o", str(out), "--epochs", "1",
@@ -134,8 +134,8 @@ def test_learn_cli_reproduce_and_evaluate(tiny_data, tmp_path):
 def test_transfer_on_a_labelled_audio_folder(tiny_data, tmp_path):
     import scipy.io.wavfile
 
-    from cli import learn_group
-    from learn.train import TrainConfig, fit
+    from acam.cli import learn_group
+    from acam.learn.train import TrainConfig, fit
 
     rng = np.random.default_rng(0)
     for label, f0 in (("low", 400.0), ("mid", 1500.0), ("high", 4000.0)):

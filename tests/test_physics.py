@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beamform import Beamformer, CameraGrid, SteeringSpec, default_array
+from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
 from conftest import recording
 
 BAND = (900.0, 6400.0)
@@ -87,7 +87,7 @@ def test_diffuse_noise_has_the_spherical_coherence(rng):
     """Spherically isotropic noise: coherence between two points d apart is sinc(2 f d / c)."""
     import scipy.signal
 
-    from beamform.simulate import diffuse_noise
+    from acam.beamform.simulate import diffuse_noise
 
     fs, d = 12288.0, 0.06
     x = diffuse_noise(np.array([[0.0, 0, 0], [d, 0, 0]]), 12288 * 8, fs, rng, n_waves=512)
@@ -100,7 +100,7 @@ def test_diffuse_noise_has_the_spherical_coherence(rng):
 
 
 def test_shoebox_with_absorption_and_noise_still_localises():
-    from beamform.simulate import Scene, SourceSpec, simulate
+    from acam.beamform.simulate import Scene, SourceSpec, simulate
 
     grid = CameraGrid()
     pos = (-0.5, -0.2, 2.2)
@@ -128,7 +128,7 @@ def lowrank_cache(tmp_path_factory):
 def test_lowrank_stays_within_its_error_bound(tol, lowrank_cache):
     """Against the exact path on pyroomacoustics recordings: on pixels within 30 dB of each map's peak
     the amplitude error stays under tolerance * s_1(A_k) * ||x_k||, and the peak pixel never moves."""
-    from beamform.filter_and_sum import frame_spectra
+    from acam.beamform.filter_and_sum import frame_spectra
 
     grid = CameraGrid()
     rec = recording((((0.4, 0.2, 2.5), "noise"), ((-0.6, -0.3, 3.0), "tone")), seed=4)

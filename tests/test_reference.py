@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from beamform import ArrayGeometry, Beamformer, CameraGrid, SteeringSpec
-from beamform.filter_and_sum import parse_window
+from acam.beamform import ArrayGeometry, Beamformer, CameraGrid, SteeringSpec
+from acam.beamform.filter_and_sum import parse_window
 
 
 def naive_cube(frames, geometry, grid, fs, frame_rate, n_bins, weights, window, c=343.0):

@@ -19,9 +19,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from beamform import default_array, write_raw
-from beamform.cluster import Dep, Task, local_threads, run_tasks
-from cli import acam, beamform_group
+from acam.beamform import default_array, write_raw
+from acam.core.tasks import Dep, Task, local_threads, run_tasks
+from acam.cli import acam, beamform_group
 
 # workers unpickle the helpers below by value (this module is not importable from a worker)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -70,7 +70,7 @@ def test_no_retries_means_one_attempt(tmp_path):
 
 
 def test_task_order_is_checked():
-    from beamform.errors import AcamError
+    from acam.core.errors import AcamError
 
     with pytest.raises(AcamError, match="depends on"):
         run_tasks([Task("b", _plus, (Dep("a"), 1), ("a",)), Task("a", _plus, (1, 1))])
@@ -151,7 +151,7 @@ def _weights(run):
 
 
 def test_reproduce_on_a_cluster_equals_the_serial_run(tmp_path, tiny_dataset):
-    from learn.reproduce import reproduce
+    from acam.learn.reproduce import reproduce
 
     args = dict(epochs=1, seeds=[0], train_sets=["1"], teachers=("dualcamnet",), students=("hearnet",),
                 crops=2, batch_size=8, device="cpu")
@@ -173,13 +173,13 @@ def test_reproduce_on_a_cluster_equals_the_serial_run(tmp_path, tiny_dataset):
 
 
 def test_torchrun_ddp_equals_a_single_process(tmp_path, tiny_dataset):
-    from learn.train import TrainConfig, fit
+    from acam.learn.train import TrainConfig, fit
 
     cfg = ["--model", "hearnet", "--data", str(tiny_dataset), "--epochs", "2", "--batch-size", "8",
            "--crops", "2", "--train-on", "1", "--device", "cpu", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        "-m", "learn", "train", *cfg, "-o", str(tmp_path / "ddp")],
+                        "-m", "acam.learn", "train", *cfg, "-o", str(tmp_path / "ddp")],
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("best validation accuracy") == 1        # rank 0 speaks
@@ -203,7 +203,7 @@ def test_torchrun_ddp_equals_a_single_process(tmp_path, tiny_dataset):
 def test_ddp_batch_must_split_evenly(tmp_path, tiny_dataset):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        "-m", "learn", "train", "--model", "hearnet", "--data", str(tiny_dataset), "--epochs", "1",
+                        "-m", "acam.learn", "train", "--model", "hearnet", "--data", str(tiny_dataset), "--epochs", "1",
                         "--batch-size", "7", "--device", "cpu", "-o", str(tmp_path / "odd")],
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode != 0
@@ -232,7 +232,7 @@ def test_dataset_build_refuses_zero_workers(tmp_path):
 def test_grid_search_on_a_cluster_equals_the_serial_one(tmp_path, tiny_dataset):
     import csv
 
-    from learn.train import TrainConfig, fit, grid_search
+    from acam.learn.train import TrainConfig, fit, grid_search
 
     teacher = str(tmp_path / "dcn")
     fit(TrainConfig("dualcamnet", str(tiny_dataset), [1, 2, 3], 1, 8, 1e-3, 0, None, 2, device="cpu"), teacher)

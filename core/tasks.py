@@ -32,8 +32,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ._backend import cpu_threads
-from ._progress import progress_bar
+from .resources import cpu_threads
+from .progress import progress_bar
 from .errors import AcamError
 
 

@@ -1,18 +1,18 @@
 """The only module that knows about the GPU.
 
 Everything else asks :func:`get_xp` for the array module (NumPy or CuPy) and calls the few
-backend-specific operations defined here.  CuPy is imported lazily, so ``import beamform`` works on
+backend-specific operations defined here.  CuPy is imported lazily, so ``import acam.beamform`` works on
 a machine without CuPy or a GPU.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
-from .errors import AcamError
+from ..core.errors import AcamError
+from ..core.resources import cpu_threads  # noqa: F401 - re-exported for the hot path
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -73,18 +73,10 @@ def synchronize(xp) -> None:
         xp.cuda.get_current_stream().synchronize()
 
 
-def cpu_threads() -> int:
-    """Cores this process may run on (respects affinity masks and cgroup-pinned CPU sets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
 # --------------------------------------------------------------------------------------------- GPU
 @functools.lru_cache(maxsize=None)
 def _gpu_kernel(name: str, device_id: int):
-    """Compile (once per device) and return a kernel from :mod:`beamform._kernels`."""
+    """Compile (once per device) and return a kernel from :mod:`acam.beamform._kernels`."""
     from . import _kernels
 
     cp = _cupy()
@@ -94,7 +86,7 @@ def _gpu_kernel(name: str, device_id: int):
 
 
 def gpu_power_transpose(z, scale, out, k0: int, nsub: int) -> None:
-    """GPU twin of ``power_transpose`` in :mod:`beamform._kernels` (same arguments, CuPy arrays)."""
+    """GPU twin of ``power_transpose`` in :mod:`acam.beamform._kernels` (same arguments, CuPy arrays)."""
     cp = _cupy()
     kc, n_pix, n_cols = z.shape
     n_frames = n_cols // nsub
@@ -111,7 +103,7 @@ def gpu_power_transpose(z, scale, out, k0: int, nsub: int) -> None:
 
 
 def gpu_steering(gain, dtau, omega, out) -> None:
-    """GPU twin of ``steering_fill`` in :mod:`beamform._kernels`; ``omega`` holds every bin."""
+    """GPU twin of ``steering_fill`` in :mod:`acam.beamform._kernels`; ``omega`` holds every bin."""
     cp = _cupy()
     n_bins, n_pix, n_mics = out.shape
     dtype = "float" if out.dtype == cp.complex64 else "double"
