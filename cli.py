@@ -578,11 +578,18 @@ def _scenarios(text: str) -> list[int]:
 _train_options = [
     click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset folder."),
     click.option("--train-on", default="all", show_default=True, help="Scenarios: all or e.g. 1 or 1,2."),
-    click.option("--epochs", default=100, show_default=True),
+    click.option("--epochs", default=100, show_default=True,
+                 help="Epochs in all; raise it to train a resumed run further."),
     click.option("--batch-size", default=32, show_default=True),
-    click.option("--lr", type=float, default=None, help="Learning rate (default: the paper's for the model)."),
+    click.option("--lr", type=float, default=None, help="Learning rate (default: the paper's Table 5)."),
     click.option("--seed", default=0, show_default=True),
     click.option("--crops", type=int, default=None, help="Crops per sequence (default 30 for teachers, 6 for students)."),
+    click.option("--weight-decay", default=5e-4, show_default=True,
+                 help="L2 on the weights the authors regularised (students' and ResNet's convs; none on DualCamNet)."),
+    click.option("--split", type=click.Choice(["stratified", "blocks"]), default="stratified", show_default=True,
+                 help="stratified: by recording, stratified by scenario x action; blocks: the authors' 10 s blocks."),
+    click.option("--keep", type=click.Choice(["best", "all"]), default="best", show_default=True,
+                 help="best: drop last.pt once the run is finished; all: keep it (to raise --epochs later)."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
     click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder."),
     click.option("--progress/--no-progress", default=None),
@@ -597,12 +604,23 @@ def _with(options):
     return deco
 
 
+def _done(output, res):
+    n = res["epochs"]
+    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {n} epoch{'s' * (n != 1)}")
+
+
 @learn_group.command("train")
 @click.option("--model", required=True, type=click.Choice(
     ["dualcamnet", "resnet50", "temporal_resnet50", "avnet", "hearnet", "soundnet"]))
-@click.option("--init", type=click.Path(dir_okay=False), help="Local weights (torchvision ResNet-50, SoundNet...).")
+@click.option("--init", type=click.Path(dir_okay=False), help="Local weights (torchvision ResNet-50: the video "
+              "models then freeze the backbone and train the classifier, as the authors; SoundNet...).")
+@click.option("--input", "inputs", type=click.Choice(["mfcc_mono", "spectrogram_beam"]), default=None,
+              help="A control's input instead of the model's own (DualCamNet: mfcc_mono; HearNet: spectrogram_beam).")
+@click.option("--teacher-loss", type=click.Choice(["frame", "clip"]), default="frame", show_default=True,
+              help="Frame-wise teachers: loss per frame (the authors') or on the frames' mean logits.")
 @_with(_train_options)
-def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops, device, output, progress):
+def learn_train(model, init, inputs, teacher_loss, data, train_on, epochs, batch_size, lr, seed, crops,
+                weight_decay, split, keep, device, output, progress):
     """Train a teacher or a student on ground-truth labels (resumes an interrupted run).
 
     \b
@@ -610,14 +628,16 @@ def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops
       torchrun --nproc-per-node 4 -m acam.learn train --model resnet50 --data data/paper -o runs/r50
     --batch-size stays the global batch (split evenly over the processes), so the run equals a
     single-process one up to floating-point summation order; rank 0 writes the run folder."""
-    from acam.learn.reproduce import LR
+    from acam.learn.reproduce import learning_rate
     from acam.learn.train import TrainConfig, fit
 
-    lr = lr or LR.get(model) or LR[(model, "G")]
-    cfg = TrainConfig(model, data, _scenarios(train_on), epochs, batch_size, lr, seed, None, crops, device=device)
-    res = fit(cfg, output, sys.stderr.isatty() if progress is None else progress, init)
+    sc = _scenarios(train_on)
+    lr = lr or learning_rate(model, "G", str(sc[0]) if len(sc) == 1 else "all")
+    cfg = TrainConfig(model, data, sc, epochs, batch_size, lr, seed, None, crops, weight_decay=weight_decay,
+                      device=device, inputs=inputs, teacher_loss=teacher_loss, split=split, init=init)
+    res = fit(cfg, output, sys.stderr.isatty() if progress is None else progress, keep=keep)
     if os.environ.get("RANK", "0") == "0":
-        click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
+        _done(output, res)
 
 
 @learn_group.command("distill")
@@ -630,12 +650,14 @@ def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops
 @_with(_train_options[1:])
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the teacher's).")
 @_scale_options
-def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, batch_size, lr, seed, crops, device,
-                  output, progress, data, scheduler, workers, retries):
+def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, batch_size, lr, seed, crops,
+                  weight_decay, split, keep, device, output, progress, data, scheduler, workers, retries):
     """Train a student with the paper's distillation loss (Eq. 1) from a teacher's soft labels.
 
     With --grid, each of the 18 combinations is one task: --workers N / --scheduler ADDRESS run
     them on a Dask cluster."""
+    from acam.learn.reproduce import learning_rate
+    from acam.learn.names import TAGS
     from acam.learn.train import TrainConfig, fit, load_run
 
     if not 0 <= lam <= 1:
@@ -644,8 +666,11 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
         raise click.BadParameter(f"--temperature {temperature} must be positive")
     _, ck = load_run(teacher)
     data = data or ck["train_config"]["data"]
-    cfg = TrainConfig(student, data, _scenarios(train_on), epochs, batch_size, lr or 1e-3, seed, None, crops,
-                      os.path.abspath(teacher), lam, temperature, device=device)
+    sc = _scenarios(train_on)
+    lr = lr or learning_rate(student, TAGS.get(ck["train_config"]["model"], "D"),
+                             str(sc[0]) if len(sc) == 1 else "all")
+    cfg = TrainConfig(student, data, sc, epochs, batch_size, lr, seed, None, crops, os.path.abspath(teacher), lam,
+                      temperature, weight_decay=weight_decay, device=device, split=split)
     show = sys.stderr.isatty() if progress is None else progress
     if grid:
         from acam.learn.train import grid_search
@@ -653,8 +678,8 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
         res = grid_search(cfg, output, show, scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
         click.echo(f"grid results in {os.path.join(output, 'grid.csv')}; best: lr {res['lr']:g}, "
                    f"T {res['temperature']:g}, lambda {res['lam']:g}")
-    res = fit(cfg, output, show) if not grid else res
-    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
+    res = fit(cfg, output, show, keep=keep) if not grid else res
+    _done(output, res)
 
 
 @learn_group.command("transfer")
@@ -680,47 +705,70 @@ def learn_transfer(run, layer, data, seconds, seed):
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def learn_evaluate(run, test_on, data, device):
-    """Accuracy per test scenario and confusion matrices (CSV, PNG) into RUN/eval."""
-    from acam.learn.evaluate import accuracy_table, evaluate_run
-    from acam.learn.train import load_run
+    """Accuracy per test cell (own scenario: its test split; unseen scenario: all its sequences),
+    with counts, a 95% interval over sequences and confusion matrices (CSV, PNG) into RUN/eval."""
+    from acam.learn.evaluate import evaluate_run
 
-    res = evaluate_run(run, _scenarios(test_on), data, device)
-    _, ck = load_run(run)
-    click.echo(accuracy_table([(ck["train_config"]["model"], ck["train_config"]["train_on"], res)]).rstrip())
+    evaluate_run(run, _scenarios(test_on), data, device)
+    with open(os.path.join(run, "eval", "accuracy.md"), encoding="utf-8") as f:
+        click.echo(f.read().rstrip())
     click.echo(f"confusion matrices in {os.path.join(run, 'eval')}")
+
+
+def _names(text: str) -> tuple:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 @learn_group.command("reproduce")
 @click.option("--data", required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
-@click.option("--epochs", default=100, show_default=True)
+@click.option("--epochs", default=100, show_default=True, help="Epochs per run (raise it to train resumed runs further).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (mean and spread).")
 @click.option("--train-sets", default="all,1,2,3", show_default=True)
-@click.option("--teachers", default="dualcamnet,resnet50", show_default=True)
+@click.option("--teachers", default="dualcamnet,resnet50,temporal_resnet50,avnet", show_default=True)
 @click.option("--students", default="hearnet,soundnet", show_default=True)
-@click.option("--crops", type=int, default=None, help="Crops per sequence (default: the paper's).")
+@click.option("--distill-from", default="dualcamnet,resnet50", show_default=True,
+              help="Teachers the students are distilled from (columns D, R).")
+@click.option("--controls", default="", is_flag=False, flag_value="mono,oracle",
+              help="Also the controls: mono (DualCamNet without spatial information), oracle (HearNet on the "
+                   "true source's beamformed signal; needs a physics-v2 dataset). Alone: both.")
+@click.option("--crops", type=int, default=None, help="Crops per sequence (default: the paper's, 30 / 6).")
 @click.option("--batch-size", default=32, show_default=True)
+@click.option("--lambda", "lam", default=0.5, show_default=True)
+@click.option("--temperature", default=1.0, show_default=True)
+@click.option("--weight-decay", default=5e-4, show_default=True)
+@click.option("--teacher-loss", type=click.Choice(["frame", "clip"]), default="frame", show_default=True)
+@click.option("--split", type=click.Choice(["stratified", "blocks"]), default="stratified", show_default=True)
+@click.option("--init", type=click.Path(dir_okay=False), default=None,
+              help="ImageNet ResNet-50 weights (torchvision layout) for the video teachers: frozen backbone.")
+@click.option("--grid", is_flag=True, help="Choose each student's lr (and T, lambda when distilled) on validation.")
+@click.option("--keep", type=click.Choice(["best", "all"]), default="best", show_default=True,
+              help="best: only best.pt of finished runs; all: also last.pt (about 3x the disk).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_scale_options
 @click.option("--progress/--no-progress", default=None)
-def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students, crops, batch_size, device,
+def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students, distill_from, controls, crops,
+                    batch_size, lam, temperature, weight_decay, teacher_loss, split, init, grid, keep, device,
                     scheduler, workers, retries, progress):
-    """The paper's protocol: teachers, students (G, D, R), cross-scenario tables.
+    """The paper's protocol: teachers (D, R, T, AV), students (G, D, R), the controls, cross-scenario
+    tables with counts, chance level and intervals (OUTPUT/tables.md).
 
     Each training run is one task: --workers N runs them on a local Dask cluster, --scheduler
     ADDRESS on any Dask cluster (a distillation starts when its teacher is done).  Re-running the
-    same command resumes and only trains what is missing."""
-    from acam.learn.reproduce import TRAIN_SETS, reproduce, tables
+    same command reuses finished runs and resumes interrupted ones."""
+    from acam.learn.reproduce import Protocol, reproduce
 
-    sets = [s.strip() for s in train_sets.split(",")]
-    bad = [s for s in sets if s not in TRAIN_SETS]
-    if bad:
-        raise click.BadParameter(f"{bad}: train sets are all, 1, 2, 3")
-    res = reproduce(data, output, epochs, [int(s) for s in seeds.split(",")], sets,
-                    tuple(t for t in teachers.split(",") if t), tuple(s for s in students.split(",") if s),
-                    crops, batch_size, device, sys.stderr.isatty() if progress is None else progress,
-                    scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
-    click.echo(tables(res).rstrip())
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(","))
+    except ValueError:
+        raise click.BadParameter(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
+    proto = Protocol(epochs, seed_list, _names(train_sets), _names(teachers), _names(students),
+                     _names(distill_from), _names(controls), crops, batch_size, lam, temperature, weight_decay,
+                     teacher_loss, split, init, grid, keep, device)
+    reproduce(data, output, proto, sys.stderr.isatty() if progress is None else progress,
+              scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
+    with open(os.path.join(output, "tables.md"), encoding="utf-8") as f:
+        click.echo(f.read().rstrip())
     click.echo(f"tables in {os.path.join(output, 'tables.md')}")
 
 

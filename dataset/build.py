@@ -34,7 +34,7 @@ from acam.beamform.io import atomic_output
 from .mfcc import cube_mfcc_settings, mfcc
 from .scenes import SCENARIOS, simulate_sequence, subject_path, waypoint_edges, waypoint_positions
 from .sounds import ACTIONS, Subject, synthesise
-from .store import MANIFEST, assign_splits, read_manifest, sequence_name, write_manifest
+from .store import MANIFEST, assign_splits, read_manifest, sequence_name, split_record, write_manifest
 from .video import render
 
 SAMPLE_FREQ = 12288.0
@@ -73,13 +73,14 @@ def plan(preset: Preset, seed: int) -> dict:
                                  "action_name": ACTIONS[action], "scenario": scenario,
                                  "subject": subject, "repetition": rep,
                                  "n_frames": int(round(preset.duration * FRAME_RATE))})
-    splits = assign_splits([s["name"] for s in seqs])
+    splits = assign_splits(seqs)
     for s in seqs:
         s["split"] = splits[s["name"]]
         s["blocks"] = max(1, int(np.ceil(s["n_frames"] / FRAME_RATE / 10.0)))
     return {"kind": "acam-dataset", "version": __version__, "preset": asdict(preset),
             "seed": seed, "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "n_bins": N_BINS,
-            "window": WINDOW, "actions": list(ACTIONS), "scenarios": SCENARIOS, "sequences": seqs}
+            "window": WINDOW, "actions": list(ACTIONS), "scenarios": SCENARIOS, "splits": split_record(),
+            "sequences": seqs}
 
 
 def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cubes: str | None = None,

@@ -260,7 +260,7 @@ def _decode_record(buf: bytes, path: str, i: int) -> dict:
 
 def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
     """Import a folder tree of the authors' TFRecord files into a dataset folder (see module docs)."""
-    from .store import assign_splits, sequence_name, write_manifest
+    from .store import assign_splits, sequence_name, split_record, write_manifest
     from .sounds import ACTIONS
 
     src_dir, out_dir = os.fspath(src_dir), os.fspath(out_dir)
@@ -302,10 +302,11 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
                      "action_name": ACTIONS[action] if action < len(ACTIONS) else "",
                      "scenario": location + 1, "subject": subject, "repetition": rep,
                      "n_frames": int(len(mfcc)), "blocks": max(1, int(np.ceil(len(mfcc) / 120)))})
-    splits = assign_splits([s["name"] for s in seqs])
+    splits = assign_splits(seqs)
     for s in seqs:
         s["split"] = splits[s["name"]]
     manifest = {"kind": "acam-dataset", "imported_from": os.path.abspath(src_dir), "seed": None,
+                "splits": split_record(),
                 "preset": None, "sample_freq": SENSOR_RATE, "frame_rate": 12.0, "sequences": seqs}
     write_manifest(out_dir, manifest)
     return manifest

@@ -1,15 +1,24 @@
-"""PyTorch datasets over :mod:`dataset.store` crops, one per input modality.
+"""PyTorch datasets over :mod:`dataset.store` crops, one per input kind, with the authors' preprocessing.
 
-Inputs per model family (crop lengths as the paper: teachers 1 s x 30 crops per sequence, students
-5 s x 6 crops per sequence; fixed-seed crop positions):
+Inputs (``INPUTS``; a model's ``modality`` names its default, a control replaces it):
 
-- ``mfcc``: (T, 36, 48, 12) float32 MFCC frames, standardised per coefficient with training-set
-  statistics (computed once per dataset and split, stored in the checkpoint).
-- ``video``: (T, 3, H, W) float32 in [0, 1].
-- ``av``: both.
-- ``spectrogram`` (HearNet): the mono track resampled 12 288 -> 22 050 Hz, |STFT| with a 440-sample
-  window, hop 220, FFT 512 -> (500, 257), cropped or zero-padded to 500 frames explicitly.
-- ``waveform`` (SoundNet-5): the mono track resampled to 22 050 Hz, 110 250 samples (5 s).
+| input | fields read | tensor per crop |
+|---|---|---|
+| ``mfcc`` | ``mfcc`` | (T, 36, 48, 12) float32 MFCC frames, raw (DualCamNet standardises inside when asked) |
+| ``mfcc_mono`` | ``mono`` | control: the single microphone's MFCC per frame, the same 12 values at every pixel |
+| ``video`` | ``video`` | (T, 3, H, W) uint8 (the model scales and, pretrained, resizes) |
+| ``av`` | both | (mfcc, video) |
+| ``spectrogram`` | ``mono`` | (500, 257) HearNet's |STFT| (:func:`hearnet_spectrogram`) |
+| ``spectrogram_beam`` | ``beam`` | control: the same from the delay-and-sum signal steered at the source |
+| ``waveform`` | ``mono`` | (110 250,) SoundNet's waveform (:func:`student_waveform`) |
+
+The students' path is the authors' (``codebase/data/actions_data.py``): the crop's samples are
+peak-normalised, resampled 12 288 -> 22 050 Hz, peak-normalised again and scaled by 256 (range
+[-256, 256]).  HearNet then takes the magnitude of a short-time Fourier transform with a periodic
+Hann window of 440 samples, hop 220, FFT 512, **no centring or padding** (TF's ``tf.signal.stft``):
+frame t covers samples [220 t, 220 t + 440), 500 frames for 5 s; the model scales each frequency
+with the training set's minimum and maximum.  (Resampling is SciPy's polyphase filter where the
+authors used librosa's ``kaiser_best``: a difference in the last percent of the band.)
 """
 
 from __future__ import annotations
@@ -20,58 +29,131 @@ import math
 import numpy as np
 import torch
 
+from acam.core.errors import AcamError
+from acam.dataset.mfcc import LAB_RATE, mfcc
 from acam.dataset.store import Crop, Dataset, read_crop
 
 STUDENT_RATE = 22050
 HEARNET_FRAMES = 500
+STFT_WINDOW, STFT_HOP, STFT_FFT = 440, 220, 512
+PEAK = 256.0
+IMAGE = (36, 48)          # acoustic image rows, columns (the mono control's tiling)
+
+
+def peak_normalise(x: np.ndarray) -> np.ndarray:
+    m = float(np.max(np.abs(x))) if len(x) else 0.0
+    return x / m if m > 0 else x
 
 
 def resample_to_student(x: np.ndarray, fs: float) -> np.ndarray:
     import scipy.signal
 
     g = math.gcd(int(fs), STUDENT_RATE)
-    return scipy.signal.resample_poly(x, STUDENT_RATE // g, int(fs) // g).astype(np.float32)
+    return scipy.signal.resample_poly(x, STUDENT_RATE // g, int(fs) // g)
+
+
+def student_waveform(x: np.ndarray, fs: float, seconds: float) -> np.ndarray:
+    """The authors' student waveform of a crop: peak-normalise, resample to 22 050 Hz, zero-pad or cut
+    to ``seconds``, peak-normalise again, x 256.  Returns float32 [shape=(round(seconds * 22050),)]."""
+    w = resample_to_student(peak_normalise(np.asarray(x, np.float64)), fs)
+    n = int(round(seconds * STUDENT_RATE))
+    w = np.pad(w, (0, max(0, n - len(w))))[:n]
+    return (peak_normalise(w) * PEAK).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)
-def _stft_window():
-    return torch.hann_window(440, periodic=True)
+def _hann() -> np.ndarray:
+    n = np.arange(STFT_WINDOW)
+    return 0.5 - 0.5 * np.cos(2 * np.pi * n / STFT_WINDOW)          # periodic
 
 
-def spectrogram(wave: np.ndarray) -> np.ndarray:
-    """HearNet's input: |STFT| (window 440, hop 220, FFT 512) -> (500, 257), cropped or padded."""
-    spec = torch.stft(torch.from_numpy(np.ascontiguousarray(wave)), 512, 220, 440, _stft_window(),
-                      center=True, return_complex=True).abs().T            # (frames, 257)
-    out = torch.zeros(HEARNET_FRAMES, 257)
-    n = min(HEARNET_FRAMES, spec.shape[0])
+def hearnet_spectrogram(w: np.ndarray) -> np.ndarray:
+    """|STFT| as TF's ``stft(frame_length=440, frame_step=220, fft_length=512)``: no centring, periodic
+    Hann, each frame zero-padded to 512 -> [shape=(500, 257)] float32 (cut or zero-padded to 500
+    frames, which 5 s at 22 050 Hz gives exactly)."""
+    w = np.asarray(w, np.float64)
+    if len(w) < STFT_WINDOW:
+        w = np.pad(w, (0, STFT_WINDOW - len(w)))
+    frames = np.lib.stride_tricks.sliding_window_view(w, STFT_WINDOW)[::STFT_HOP]
+    spec = np.abs(np.fft.rfft(frames * _hann(), STFT_FFT, axis=-1))
+    out = np.zeros((HEARNET_FRAMES, STFT_FFT // 2 + 1), np.float32)
+    n = min(HEARNET_FRAMES, len(spec))
     out[:n] = spec[:n]
-    return out.numpy()
+    return out
 
 
-def _mono_input(crop: Crop, kind: str, fs: float) -> np.ndarray:
-    x = read_crop(crop, ("mono",))["mono"].astype(np.float64)
-    w = resample_to_student(x, fs)
-    n = int(round(crop.n_frames / 12.0 * STUDENT_RATE))
-    w = np.pad(w, (0, max(0, n - len(w))))[:n]
-    return spectrogram(w) if kind == "spectrogram" else w
+def mono_mfcc(x: np.ndarray, frame_len: int, window: str = "tukey:0.75") -> np.ndarray:
+    """The single microphone's MFCC per frame, as each pixel's in the dataset's cubes (lab units:
+    the windowed frame's ``|rfft|^2``, Nyquist dropped, the lab's 12.5 Hz bin spacing).
+    [shape=(n_frames, 12)] float32."""
+    from acam.beamform.filter_and_sum import parse_window
+
+    frames = np.asarray(x, np.float64).reshape(-1, frame_len) * parse_window(window, frame_len)
+    power = np.abs(np.fft.rfft(frames, frame_len, axis=-1))[:, :frame_len // 2] ** 2
+    return np.asarray(mfcc(power, LAB_RATE / frame_len), np.float32)
+
+
+def _frame_len(crop: Crop, got: dict, key: str) -> int:
+    return len(got[key]) // crop.n_frames
+
+
+def _mfcc(crop, got, ctx):
+    return torch.from_numpy(np.asarray(got["mfcc"], np.float32))
+
+
+def _mfcc_mono(crop, got, ctx):
+    m = mono_mfcc(got["mono"], _frame_len(crop, got, "mono"), ctx["window"])
+    return torch.from_numpy(np.ascontiguousarray(np.broadcast_to(m[:, None, None, :], (len(m),) + IMAGE + (12,))))
+
+
+def _video(crop, got, ctx):
+    return torch.from_numpy(np.ascontiguousarray(got["video"])).permute(0, 3, 1, 2)
+
+
+def _waveform(field):
+    def make(crop, got, ctx):
+        return torch.from_numpy(student_waveform(got[field], ctx["fs"], crop.n_frames / ctx["frame_rate"]))
+    return make
+
+
+def _spectrogram(field):
+    def make(crop, got, ctx):
+        w = student_waveform(got[field], ctx["fs"], crop.n_frames / ctx["frame_rate"])
+        return torch.from_numpy(hearnet_spectrogram(w))
+    return make
+
+
+INPUTS = {
+    "mfcc": (("mfcc",), _mfcc),
+    "mfcc_mono": (("mono",), _mfcc_mono),
+    "video": (("video",), _video),
+    "av": (("mfcc", "video"), lambda c, g, x: (_mfcc(c, g, x), _video(c, g, x))),
+    "spectrogram": (("mono",), _spectrogram("mono")),
+    "spectrogram_beam": (("beam",), _spectrogram("beam")),
+    "waveform": (("mono",), _waveform("mono")),
+}
 
 
 class CropDataset(torch.utils.data.Dataset):
-    """Crops of a dataset split as tensors for one modality.
+    """Crops as tensors of one input kind; items ``(x, label, index)``.
 
     Parameters
     ----------
     data : Dataset
     modality : str
-        ``mfcc``, ``video``, ``av``, ``spectrogram`` or ``waveform``.
+        A key of :data:`INPUTS`.
     crops : list[Crop]
-    mfcc_stats : (mean, std) arrays of shape (12,), or None
+    cache : bool
+        Keep every item in memory after its first read (training sets, read every epoch).
     """
 
-    def __init__(self, data: Dataset, modality: str, crops: list[Crop], mfcc_stats=None, cache: bool = True):
+    def __init__(self, data: Dataset, modality: str, crops: list[Crop], cache: bool = True):
+        if modality not in INPUTS:
+            raise AcamError(f"input {modality!r} is not one of {', '.join(INPUTS)}")
         self.data, self.modality, self.crops = data, modality, crops
-        self.mfcc_stats = mfcc_stats
-        self.fs = float(data.manifest.get("sample_freq", 12288.0))
+        self.fields, self.make = INPUTS[modality]
+        self.ctx = {"fs": float(data.manifest.get("sample_freq", 12288.0)), "frame_rate": data.frame_rate,
+                    "window": str(data.manifest.get("window", "tukey:0.75"))}
         self._cache = {} if cache else None
 
     def __len__(self):
@@ -79,19 +161,7 @@ class CropDataset(torch.utils.data.Dataset):
 
     def item(self, i: int):
         c = self.crops[i]
-        if self.modality in ("spectrogram", "waveform"):
-            return torch.from_numpy(_mono_input(c, self.modality, self.fs))
-        fields = {"mfcc": ("mfcc",), "video": ("video",), "av": ("mfcc", "video")}[self.modality]
-        got = read_crop(c, fields)
-        out = []
-        if "mfcc" in got:
-            m = got["mfcc"].astype(np.float32)
-            if self.mfcc_stats is not None:
-                m = (m - self.mfcc_stats[0]) / self.mfcc_stats[1]
-            out.append(torch.from_numpy(m))
-        if "video" in got:
-            out.append(torch.from_numpy(got["video"]).permute(0, 3, 1, 2).float() / 255.0)
-        return out[0] if len(out) == 1 else tuple(out)
+        return self.make(c, read_crop(c, self.fields), self.ctx)
 
     def __getitem__(self, i):
         if self._cache is not None and i in self._cache:
@@ -103,24 +173,44 @@ class CropDataset(torch.utils.data.Dataset):
         return x, self.crops[i].action, i
 
 
-def mfcc_stats(data: Dataset, split: str = "train", scenarios=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-coefficient mean and standard deviation of the MFCC frames of a split."""
-    import h5py
+def input_stats(kind: str | None, ds: CropDataset) -> dict | None:
+    """Training-set statistics a model normalises with (``stats_kind``), as plain lists:
+    ``minmax`` per frequency over every frame of every crop (HearNet, as the authors'
+    ``compute_stats.py``), ``standard`` mean and standard deviation per coefficient (DualCamNet)."""
+    if kind is None:
+        return None
+    if kind not in STATS:
+        raise AcamError(f"statistics {kind!r} are not one of {', '.join(STATS)}")
+    return STATS[kind](ds)
 
-    s1 = np.zeros(12)
-    s2 = np.zeros(12)
+
+def _items(ds: CropDataset):
+    for i in range(len(ds)):
+        x = ds[i][0]
+        yield (x[0] if isinstance(x, tuple) else x).double()
+
+
+def _minmax(ds: CropDataset) -> dict:
+    lo = hi = None
+    for x in _items(ds):
+        x = x.reshape(-1, x.shape[-1])
+        lo = x.amin(0) if lo is None else torch.minimum(lo, x.amin(0))
+        hi = x.amax(0) if hi is None else torch.maximum(hi, x.amax(0))
+    return {"min": lo.float().tolist(), "max": hi.float().tolist()}
+
+
+def _standard(ds: CropDataset) -> dict:
+    s1 = s2 = 0.0
     n = 0
-    for s in data.select(split, scenarios):
-        with h5py.File(data.path(s)) as f:
-            m = f["mfcc"][()].astype(np.float64).reshape(-1, 12)
-        s1 += m.sum(0)
-        s2 += (m ** 2).sum(0)
-        n += len(m)
-    if n == 0:
-        return np.zeros(12, np.float32), np.ones(12, np.float32)
+    for x in _items(ds):
+        x = x.reshape(-1, x.shape[-1])
+        s1, s2, n = s1 + x.sum(0), s2 + (x ** 2).sum(0), n + len(x)
     mean = s1 / n
-    std = np.sqrt(np.maximum(s2 / n - mean ** 2, 1e-12))
-    return mean.astype(np.float32), std.astype(np.float32)
+    std = (s2 / n - mean ** 2).clamp_min(1e-12).sqrt()
+    return {"mean": mean.float().tolist(), "std": std.float().tolist()}
+
+
+STATS = {"minmax": _minmax, "standard": _standard}
 
 
 def collate(batch):

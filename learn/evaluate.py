@@ -1,9 +1,27 @@
-"""Evaluation: accuracy per train/test scenario combination (the paper's table layout) and 14 x 14
-confusion matrices (CSV and PNG, with class names)."""
+"""Evaluation of a run on the paper's test cells: deterministic windows, counts, intervals, confusion
+matrices.
+
+Test cells of a run trained on the scenarios ``train_on``:
+
+- a scenario it was trained on: that scenario's **test split** (of the training set's list);
+- a scenario it never saw: **all** sequences of that scenario (the paper's "tested on the other two
+  scenarios using all the available data");
+- ``all`` (training on several scenarios): the test split of all of them as one number (the
+  paper's "All" row).
+
+Each sequence is tiled with non-overlapping windows from its first frame (a sequence shorter than a
+window gives one window that repeats it cyclically).  Students are scored per 5 s window.  Teachers
+run on one-second crops (as they were trained) and are scored three ways: per 5 s window (the mean
+of its 60 frame logits, the same windows as the students' and the reduction used for their soft
+labels), per one-second crop (the mean of its 12 frame logits) and, for frame-wise teachers, per
+frame (the authors' metric).  Every cell records its windows and sequences, the correct windows
+per sequence (for intervals over sequences, :mod:`.stats`), and sequence-level votes.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -12,9 +30,15 @@ import torch
 from acam.dataset.sounds import ACTIONS
 from acam.dataset.store import Dataset
 
+from . import names
 from .data import CropDataset, collate
-from .train import CROPS, load_run, pick_device, predict
-from .models import STUDENTS
+from .models import BLOCK, STUDENTS
+from .stats import bootstrap_interval, sequence_votes, wilson_interval
+from .train import CROPS, load_run, pick_device, predict, run_modality
+
+WINDOW_SECONDS = CROPS["student"][0]
+MAIN = "window"                      # the granularity of the tables' main numbers
+GRANULARITIES = {"window": "per 5 s window", "second": "per 1 s crop", "frame": "per frame"}
 
 
 def confusion(pred: np.ndarray, labels: np.ndarray, n: int = len(ACTIONS)) -> np.ndarray:
@@ -23,57 +47,162 @@ def confusion(pred: np.ndarray, labels: np.ndarray, n: int = len(ACTIONS)) -> np
     return m
 
 
+def test_cells(train_on, test_on=(1, 2, 3)) -> list[tuple[str, str | None, list[int]]]:
+    """``(key, split or None for every sequence, scenarios)`` per test cell (module notes)."""
+    seen = {int(s) for s in train_on}
+    cells = [(str(s), "test" if s in seen else None, [int(s)]) for s in test_on]
+    if len(seen) > 1:
+        cells.append(("all", "test", sorted(seen)))
+    return cells
+
+
+class _Tally:
+    """Predictions of one cell at one granularity."""
+
+    def __init__(self):
+        self.labels, self.preds, self.seqs = [], [], []
+
+    def add(self, label: int, logits: np.ndarray, seq: str) -> None:
+        self.labels.append(int(label))
+        self.preds.append(int(np.argmax(logits)))
+        self.seqs.append(seq)
+
+    def summary(self) -> dict:
+        y, p = np.array(self.labels, int), np.array(self.preds, int)
+        per = {}
+        for s, ok in zip(self.seqs, (y == p)):
+            c = per.setdefault(s, [0, 0])
+            c[0] += int(ok)
+            c[1] += 1
+        right, n = sequence_votes(y, p, self.seqs)
+        counts = np.array(list(per.values())).reshape(-1, 2)
+        return {"accuracy": float((y == p).mean()) if len(y) else float("nan"), "windows": int(len(y)),
+                "sequences": len(per), "per_sequence": per,
+                "interval": list(bootstrap_interval(counts[:, 0], counts[:, 1])),
+                "votes": [right, n], "votes_interval": list(wilson_interval(right, n)),
+                "confusion": confusion(p, y).tolist() if len(y) else []}
+
+
+def _teacher_cell(segments, logits_of, framewise: bool) -> dict:
+    """Tallies per window, per second and per frame from each segment's one-second logits."""
+    t = {g: _Tally() for g in (("window", "second", "frame") if framewise else ("window", "second"))}
+    per_window = int(round(WINDOW_SECONDS))
+    for g in segments:
+        nb = max(1, g.n_frames // BLOCK)
+        blocks = [logits_of(g.seq["name"], g.start + BLOCK * b) for b in range(nb)]
+        y, name = g.seq["action"], g.seq["name"]
+        for z in blocks:
+            t["second"].add(y, z.mean(0) if z.ndim == 2 else z, name)
+            if framewise:
+                for f in z:
+                    t["frame"].add(y, f, name)
+        for w in range(max(1, g.n_frames // (BLOCK * per_window))):
+            zs = [blocks[(per_window * w + j) % nb] for j in range(per_window)]
+            t["window"].add(y, np.mean([z.mean(0) if z.ndim == 2 else z for z in zs], 0), name)
+    return {k: v.summary() for k, v in t.items()}
+
+
+def _student_cell(segments, logits_of) -> dict:
+    t = _Tally()
+    n = int(round(WINDOW_SECONDS * BLOCK))
+    for g in segments:
+        for w in range(max(1, g.n_frames // n)):
+            t.add(g.seq["action"], logits_of(g.seq["name"], g.start + n * w), g.seq["name"])
+    return {"window": t.summary()}
+
+
+def _predict_crops(model, ds: Dataset, modality: str, wanted: dict, device, batch: int) -> dict:
+    """Logits of each distinct crop ``(sequence, start) -> Crop``: frame logits for frame-wise models."""
+    keys = list(wanted)
+    loader = torch.utils.data.DataLoader(CropDataset(ds, modality, [wanted[k] for k in keys], cache=False),
+                                         batch_size=batch, collate_fn=collate)
+    logits, _, idx = predict(model, loader, device, frames=True)
+    return {keys[i]: logits[j] for j, i in enumerate(idx)}
+
+
 def evaluate_run(run_dir: str, test_on=(1, 2, 3), data: str | None = None, device: str = "auto",
-                 out_dir: str | None = None, split: str = "test") -> dict:
-    """Accuracy of a run's best checkpoint on each test scenario (and all together); writes
-    ``accuracy.csv``, ``accuracy.md`` and ``confusion_<scenarios>.csv/.png`` into ``out_dir``
-    (default ``<run>/eval``)."""
+                 out_dir: str | None = None, batch_size: int = 16) -> dict:
+    """Scores of a run's best checkpoint on every test cell; returns ``{cell: {granularity: summary}}``
+    and writes ``eval.json``, ``accuracy.csv``, ``accuracy.md`` and ``confusion_<cell>.csv/.png`` into
+    ``out_dir`` (default ``<run>/eval``)."""
     dev = pick_device(device)
     model, ckpt = load_run(run_dir, dev)
     tc = ckpt["train_config"]
-    ds = Dataset(data or tc["data"])
-    kind = "student" if tc["model"] in STUDENTS else "teacher"
-    sec, n = CROPS[kind]
-    sec = tc.get("crop_seconds") or sec
-    n = tc.get("crops_per_sequence") or n
-    out_dir = out_dir or os.path.join(run_dir, "eval")
-    os.makedirs(out_dir, exist_ok=True)
+    ds = Dataset(data or tc["data"], tc.get("split", "stratified"))
+    student = tc["model"] in STUDENTS
+    sec = WINDOW_SECONDS if student else 1.0
+    n = int(round(sec * ds.frame_rate))
+    cells = {}
+    wanted = {}
+    for key, split, scen in test_cells(tc["train_on"], test_on):
+        segs = ds.segments(split, scen, tc["train_on"])
+        cells[key] = (split, segs)
+        for g in segs:
+            for i in range(max(1, g.n_frames // n)):
+                wanted[(g.seq["name"], g.start + n * i)] = ds.crop(g.seq, g.start + n * i, n)
+    got = _predict_crops(model, ds, run_modality(ckpt), wanted, dev, batch_size) if wanted else {}
+    logits_of = lambda name, start: got[(name, start)]       # noqa: E731
     results = {}
-    groups = [(str(s), [s]) for s in test_on] + ([("all", list(test_on))] if len(test_on) > 1 else [])
-    for name, scen in groups:
-        crops = ds.crops(split, sec, n, seed=1234, scenarios=scen)
-        if not crops:
-            results[name] = float("nan")
+    for key, (split, segs) in cells.items():
+        if not segs:
+            results[key] = {}
             continue
-        loader = torch.utils.data.DataLoader(CropDataset(ds, model.modality, crops, ckpt.get("mfcc_stats"), False),
-                                             batch_size=16, collate_fn=collate)
-        logits, labels, _ = predict(model, loader, dev)
-        pred = logits.argmax(-1)
-        results[name] = float((pred == labels).mean())
-        cm = confusion(pred, labels)
-        _write_confusion(cm, os.path.join(out_dir, f"confusion_{name}"))
-    with open(os.path.join(out_dir, "accuracy.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "train_on"] + [f"test_{k}" for k in results])
-        w.writerow([tc["model"], "+".join(map(str, tc["train_on"]))] + [f"{v:.4f}" for v in results.values()])
-    with open(os.path.join(out_dir, "accuracy.md"), "w") as f:
-        f.write(accuracy_table([(tc["model"], tc["train_on"], results)]))
+        results[key] = (_student_cell(segs, logits_of) if student
+                        else _teacher_cell(segs, logits_of, getattr(model, "FRAMEWISE", False)))
+        for g in results[key].values():
+            g["split"] = split or "all sequences"
+    _write_outputs(results, ckpt, out_dir or os.path.join(run_dir, "eval"))
     return results
 
 
-def accuracy_table(rows) -> str:
-    """Markdown: one row per (model, trained on), one column per test scenario."""
-    cols = list(rows[0][2])
-    out = ["| model | trained on | " + " | ".join(f"test {c}" for c in cols) + " |",
-           "|---|---|" + "---|" * len(cols)]
-    for model, train_on, res in rows:
-        tr = "all" if sorted(train_on) == [1, 2, 3] else "+".join(map(str, train_on))
-        out.append(f"| {model} | {tr} | " + " | ".join("-" if np.isnan(res.get(c, np.nan)) else f"{res[c]:.3f}"
-                                                         for c in cols) + " |")
+def _write_outputs(results: dict, ckpt: dict, out_dir: str) -> None:
+    tc = ckpt["train_config"]
+    sup = ckpt.get("supervision", "-")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "eval.json"), "w") as f:
+        json.dump({"model": tc["model"], "supervision": sup, "inputs": tc.get("inputs"),
+                   "train_on": tc["train_on"], "cells": results}, f)
+    with open(os.path.join(out_dir, "accuracy.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "supervision", "train_on", "test", "test_set", "granularity", "accuracy",
+                    "ci95_lo", "ci95_hi", "windows", "sequences", "votes_right", "votes_n"])
+        for cell, grans in results.items():
+            for g, r in grans.items():
+                w.writerow([tc["model"], sup, "+".join(map(str, tc["train_on"])), cell, r["split"], g,
+                            f"{r['accuracy']:.4f}", f"{r['interval'][0]:.4f}", f"{r['interval'][1]:.4f}",
+                            r["windows"], r["sequences"], *r["votes"]])
+    with open(os.path.join(out_dir, "accuracy.md"), "w") as f:
+        f.write(run_table(results, tc, sup))
+    title = f"{names.model(tc['model'])}, {names.supervision_label(sup, tc.get('inputs'))}"
+    for cell, grans in results.items():
+        if MAIN in grans:
+            r = grans[MAIN]
+            _write_confusion(np.array(r["confusion"]), os.path.join(out_dir, f"confusion_{cell}"),
+                             f"{title}\ntrained on {names.train_set(tc['train_on'])}, tested on "
+                             f"{names.scenario(cell)} ({r['split']}): accuracy {r['accuracy']:.3f} "
+                             f"({r['windows']} windows of 5 s, {r['sequences']} sequences)")
+
+
+def run_table(results: dict, tc: dict, sup: str) -> str:
+    """Markdown: one row per test cell and granularity, with counts, a 95% interval over sequences and
+    the sequence-level votes."""
+    out = [f"{names.model(tc['model'])}, {names.supervision_label(sup, tc.get('inputs'))}, trained on "
+           f"{names.train_set(tc['train_on'])}; chance level 1/14 = {names.CHANCE:.3f}", "",
+           "| tested on | test set | scored | accuracy | 95% interval (sequences) | windows | sequences "
+           "| sequence votes (Wilson 95%) |", "|---|---|---|---|---|---|---|---|"]
+    for cell, grans in results.items():
+        if not grans:
+            out.append(f"| {names.scenario(cell)} | no sequences | - | - | - | 0 | 0 | - |")
+        for g, r in grans.items():
+            lo, hi = r["interval"]
+            vlo, vhi = r["votes_interval"]
+            out.append(f"| {names.scenario(cell)} | {r['split']} | {GRANULARITIES[g]} | {r['accuracy']:.3f} | "
+                       f"[{lo:.3f}, {hi:.3f}] | {r['windows']} | {r['sequences']} | "
+                       f"{r['votes'][0]}/{r['votes'][1]} [{vlo:.2f}, {vhi:.2f}] |")
     return "\n".join(out) + "\n"
 
 
-def _write_confusion(cm: np.ndarray, stem: str) -> None:
+def _write_confusion(cm: np.ndarray, stem: str, title: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,7 +213,7 @@ def _write_confusion(cm: np.ndarray, stem: str) -> None:
         w.writerow(["true \\ predicted"] + list(ACTIONS))
         for name, row in zip(ACTIONS, cm):
             w.writerow([name] + list(map(int, row)))
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 7.4), dpi=100)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(ACTIONS)), ACTIONS, rotation=60, ha="right", fontsize=7)
@@ -96,7 +225,7 @@ def _write_confusion(cm: np.ndarray, stem: str) -> None:
                         color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(os.path.basename(stem))
+    ax.set_title(title or os.path.basename(stem), fontsize=8)
     fig.tight_layout()
     fig.savefig(stem + ".png")
     plt.close(fig)

@@ -1,21 +1,37 @@
 """One training loop for teachers, students and distillation.
 
 Adam, mini-batches, best checkpoint by validation accuracy, resume from the last checkpoint after
-an interruption, deterministic for a seed (crop positions fixed; the epoch number seeds the
-shuffle), CUDA when present, a progress bar and a CSV log of loss and accuracy per epoch.
+an interruption (``epochs`` may be raised then), deterministic for a seed (crop positions fixed; the
+epoch number seeds the shuffle), CUDA when present, a progress bar, a CSV log of loss and accuracy
+per epoch and a learning-curve PNG.
 
-A run folder holds ``config.json``, ``log.csv``, ``last.pt`` (everything needed to resume) and
-``best.pt`` (the model with the best validation accuracy).  Checkpoints carry the model config, the
-data settings and the MFCC statistics, so :func:`load_run` rebuilds the model from the file alone.
+The authors' training details are the defaults (``TrainConfig``; see docs/RESULTS.md):
+
+- frame-wise teachers (DualCamNet, ResNet-50, AVNet) learn and are validated per frame: the crop's
+  label is copied to each of its 12 frames (``teacher_loss="frame"``; ``"clip"`` averages the
+  frames' logits first);
+- validation tiles each validation sequence with non-overlapping crops of the training length and
+  scores teachers per frame, students per 5 s window; the later epoch wins a tie;
+- L2 ``weight_decay`` 5e-4 (Adam's coupled decay, as TF's ``l2_regularizer`` adds it to the loss) on
+  the weights each model's :meth:`decayed` names;
+- input statistics (HearNet's per-frequency min/max) from the training set, kept in the model;
+- with ``init`` weights, the video models freeze their ImageNet backbone (see :mod:`.models`).
+
+A run folder holds ``config.json``, ``log.csv``, ``curve.png``, ``best.pt`` (the model with the best
+validation accuracy) and, while the run is unfinished (or with ``keep="all"``), ``last.pt``
+(everything needed to resume).  Checkpoints hold only plain values (tensors, numbers, strings,
+lists, dicts) and are read with ``torch.load(weights_only=True)``; they carry the model config, the
+training config and the input statistics, so :func:`load_run` rebuilds the model from the file alone.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -23,16 +39,25 @@ import torch
 from acam.core.errors import AcamError
 from acam.dataset.store import Dataset
 
-from .data import CropDataset, collate, mfcc_stats
+from .data import CropDataset, collate, input_stats
 from .losses import distillation_loss
-from .models import STUDENTS, ModelConfig, build_model, clip_logits
+from .models import REGISTRY, STUDENTS, ModelConfig, block_logits, build_model, clip_logits
+from .names import TAGS
 
 # the paper's crops: teachers 1 s x 30 per sequence, students 5 s x 6
 CROPS = {"teacher": (1.0, 30), "student": (5.0, 6)}
+PRETRAINABLE = ("resnet50", "temporal_resnet50", "avnet")     # --init freezes their ImageNet backbone
+TEACHER_LOSSES = ("frame", "clip")
+KEEP = ("best", "all")
+_NOT_COMPARED = ("epochs", "device")                          # may change when a run is resumed
 
 
 @dataclass
 class TrainConfig:
+    """One training run.  ``inputs`` replaces the model's own input (a control: ``mfcc_mono``,
+    ``spectrogram_beam``); ``split`` is the dataset's split method; ``init`` local weights;
+    ``model_options`` extra model settings (e.g. ``{"standardise": True}`` for DualCamNet)."""
+
     model: str
     data: str
     train_on: list = field(default_factory=lambda: [1, 2, 3])
@@ -45,13 +70,42 @@ class TrainConfig:
     teacher: str | None = None          # run folder of the teacher (distillation)
     lam: float = 0.5
     temperature: float = 1.0
-    weight_decay: float = 0.0
+    weight_decay: float = 5e-4
     device: str = "auto"
+    inputs: str | None = None
+    teacher_loss: str = "frame"
+    split: str = "stratified"
+    init: str | None = None
+    model_options: dict = field(default_factory=dict)
 
     def crops(self) -> tuple[float, int]:
         kind = "student" if self.model in STUDENTS else "teacher"
         sec, n = CROPS[kind]
         return (self.crop_seconds or sec, self.crops_per_sequence or n)
+
+    def resolved(self) -> "TrainConfig":
+        """The same run with the defaults it uses written out (crop length and count, paths)."""
+        sec, n = self.crops()
+        return replace(self, crop_seconds=float(sec), crops_per_sequence=int(n), data=os.path.abspath(self.data),
+                       teacher=os.path.abspath(self.teacher) if self.teacher else None,
+                       init=os.path.abspath(self.init) if self.init else None, train_on=sorted(self.train_on))
+
+    def model_config(self) -> ModelConfig:
+        opts = dict(self.model_options)
+        if self.init and self.model in PRETRAINABLE:
+            opts["pretrained"] = True
+        return ModelConfig(self.model, options=opts)
+
+    def check(self) -> None:
+        if self.model not in REGISTRY:
+            raise AcamError(f"model={self.model!r} is not one of {', '.join(REGISTRY)}")
+        if self.teacher_loss not in TEACHER_LOSSES:
+            raise AcamError(f"teacher_loss={self.teacher_loss!r} must be one of {', '.join(TEACHER_LOSSES)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise AcamError(f"{name}={getattr(self, name)} must be at least 1")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise AcamError(f"lr={self.lr} must be positive and weight_decay={self.weight_decay} not negative")
 
 
 def pick_device(name: str) -> torch.device:
@@ -68,48 +122,107 @@ def _to(x, device):
     return tuple(t.to(device) for t in x) if isinstance(x, tuple) else x.to(device)
 
 
-def make_datasets(cfg: TrainConfig, modality: str, stats=None):
-    data = Dataset(cfg.data)
+def make_datasets(cfg: TrainConfig, modality: str):
+    """Training crops (fixed random positions) and validation windows (tiling each sequence)."""
+    data = Dataset(cfg.data, cfg.split)
     sec, n = cfg.crops()
-    if modality in ("mfcc", "av") and stats is None:
-        stats = mfcc_stats(data, "train", cfg.train_on)
-    train = CropDataset(data, modality, data.crops("train", sec, n, cfg.seed, cfg.train_on), stats)
-    val = CropDataset(data, modality, data.crops("val", sec, max(1, n // 3), cfg.seed + 1, cfg.train_on), stats)
+    train = CropDataset(data, modality, data.crops("train", sec, n, cfg.seed, cfg.train_on, cfg.train_on))
+    val = CropDataset(data, modality, data.windows("val", sec, cfg.train_on, cfg.train_on))
     if len(train) == 0 or len(val) == 0:
         raise AcamError(f"{cfg.data}: no training or validation sequences for scenarios {cfg.train_on}")
-    return data, train, val, stats
+    return data, train, val
+
+
+def training_stats(model, data: Dataset, cfg: TrainConfig, modality: str) -> dict | None:
+    """The model's input statistics over the training split's windows (the authors' inference-mode
+    clips of ``training.txt``)."""
+    kind = getattr(model, "stats_kind", None)
+    if kind is None:
+        return None
+    sec, _ = cfg.crops()
+    wins = CropDataset(data, modality, data.windows("train", sec, cfg.train_on, cfg.train_on), cache=False)
+    return input_stats(kind, wins)
+
+
+def frame_loss_applies(model, cfg: TrainConfig) -> bool:
+    return getattr(model, "FRAMEWISE", False) and cfg.teacher_loss == "frame" and not cfg.teacher
+
+
+def loss_and_hits(logits, y, soft, cfg: TrainConfig, per_frame: bool):
+    """The training loss and (correct, counted) at the run's granularity."""
+    if per_frame and logits.dim() == 3:
+        t = logits.shape[1]
+        flat, yy = logits.reshape(-1, logits.shape[-1]), y.repeat_interleave(t)
+        return torch.nn.functional.cross_entropy(flat, yy), int((flat.argmax(-1) == yy).sum()), len(yy)
+    clip = clip_logits(logits)
+    if soft is not None:
+        loss = distillation_loss(clip, y, soft, cfg.lam, cfg.temperature)
+    else:
+        loss = torch.nn.functional.cross_entropy(clip, y)
+    return loss, int((clip.argmax(-1) == y).sum()), len(y)
 
 
 @torch.no_grad()
-def predict(model, loader, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clip logits, labels and crop indices over a loader."""
+def predict(model, loader, device, frames: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, labels and crop indices over a loader: per crop (frames averaged), or with
+    ``frames`` the model's own output ((N, T, C) for frame-wise models)."""
     model.eval()
     out, ys, idx = [], [], []
     for x, y, i in loader:
-        out.append(clip_logits(model(_to(x, device))).float().cpu())
+        z = model(_to(x, device)).float().cpu()
+        out.append(z if frames else clip_logits(z))
         ys.append(y)
         idx.append(i)
     return torch.cat(out).numpy(), torch.cat(ys).numpy(), torch.cat(idx).numpy()
 
 
-def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_size: int = 8) -> torch.Tensor:
-    """The teacher's logits for each student crop, averaged over all its frames (12 per second), computed
-    once and cached on disk beside the teacher (crops are deterministic, so the cache stays valid)."""
-    import hashlib
+@torch.no_grad()
+def predict_blocks(model, loader, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A teacher's logits per one-second block (:func:`block_logits`) over a loader of whole-second crops."""
+    model.eval()
+    out, ys, idx = [], [], []
+    for x, y, i in loader:
+        out.append(block_logits(model, _to(x, device)).float().cpu())
+        ys.append(y)
+        idx.append(i)
+    return torch.cat(out).numpy(), torch.cat(ys).numpy(), torch.cat(idx).numpy()
 
-    key = hashlib.sha256(json.dumps([(c.sequence, c.start, c.n_frames) for c in crops]).encode()).hexdigest()[:16]
+
+def run_modality(ckpt: dict) -> str:
+    """The input a run was trained on (its control's, else its model's)."""
+    cfg = ckpt["train_config"]
+    return cfg.get("inputs") or REGISTRY[cfg["model"]].modality
+
+
+def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_size: int = 8) -> torch.Tensor:
+    """The teacher's logits for each student crop: the teacher runs on the crop one second at a time
+    and its logits are averaged over all the crop's frames (the authors' ``reduce_mean`` over 12 x 5),
+    computed once and cached beside the teacher (keyed by the crops and the teacher's checkpoint)."""
+    best = os.path.join(teacher_dir, "best.pt")
+    st = os.stat(best) if os.path.isfile(best) else None
+    stamp = [st.st_size, st.st_mtime_ns] if st else None
+    key = hashlib.sha256(json.dumps([stamp] + [(c.sequence, c.start, c.n_frames) for c in crops]).encode()
+                         ).hexdigest()[:16]
     cache = os.path.join(teacher_dir, f"soft_{key}.pt")
     if os.path.isfile(cache):
-        return torch.load(cache)
+        return torch.load(cache, weights_only=True)
     model, ckpt = load_run(teacher_dir, device)
-    modality = model.modality
-    ds = CropDataset(data, modality, crops, ckpt.get("mfcc_stats"), cache=False)
+    ds = CropDataset(data, run_modality(ckpt), crops, cache=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
-    logits, _, _ = predict(model, loader, device)
-    t = torch.from_numpy(logits)
-    torch.save(t, cache + ".part")
-    os.replace(cache + ".part", cache)
+    logits, _, _ = predict_blocks(model, loader, device)
+    t = torch.from_numpy(logits.reshape(len(logits), -1, logits.shape[-1]).mean(1))
+    _save(t, cache)
     return t
+
+
+def _load(path: str) -> dict:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one line
+        raise AcamError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(ck, dict) or not all(k in ck for k in ("model_config", "model", "train_config")):
+        raise AcamError(f"{path}: not an acam training checkpoint")
+    return ck
 
 
 def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
@@ -117,34 +230,118 @@ def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
     path = os.path.join(run_dir, f"{which}.pt")
     if not os.path.isfile(path):
         raise AcamError(f"{run_dir!r} has no {which}.pt checkpoint (is it a training run folder?)")
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    model = build_model(ModelConfig(**ckpt["model_config"])).to(device)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    ckpt = _load(path)
+    try:
+        model = build_model(ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, RuntimeError) as exc:
+        raise AcamError(f"{path}: does not fit this version's {ckpt['model_config'].get('name')!r} model "
+                        f"(made by an older acam? train it again): {str(exc).splitlines()[0][:160]}") from None
+    model.to(device).eval()
     return model, ckpt
 
 
+def supervision(cfg: TrainConfig) -> str:
+    """``-`` for a teacher, ``G`` for a student on labels, the teacher's tag (``D``, ``R``...) when distilled."""
+    if cfg.model not in STUDENTS:
+        return "-"
+    if not cfg.teacher:
+        return "G"
+    with open(os.path.join(cfg.teacher, "config.json"), encoding="utf-8") as f:
+        return TAGS.get(json.load(f).get("model"), "?")
+
+
+def _comparable(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in _NOT_COMPARED}
+
+
+def _finished(out_dir: str, cfg: TrainConfig) -> dict | None:
+    """A run that finished and kept only ``best.pt``: its summary, or None when there is none."""
+    best, log = os.path.join(out_dir, "best.pt"), os.path.join(out_dir, "log.csv")
+    if not (os.path.isfile(best) and os.path.isfile(log)):
+        return None
+    ck = _load(best)
+    if _comparable(ck["train_config"]) != _comparable(asdict(cfg)):
+        raise AcamError(f"{out_dir!r} holds a run with other settings; choose another folder")
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if len(rows) < cfg.epochs:
+        raise AcamError(f"{out_dir!r} finished after {len(rows)} epochs and kept only best.pt; training it "
+                        f"to {cfg.epochs} epochs needs its last.pt (keep='all'): train it again in a new folder")
+    return {"best_val_acc": max(float(r["val_acc"]) for r in rows), "epochs": len(rows), "out_dir": out_dir}
+
+
 def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None = None,
-        resume: bool = True, threads: int | None = None) -> dict:
+        resume: bool = True, threads: int | None = None, keep: str = "best") -> dict:
     """Train ``cfg.model`` (with distillation from ``cfg.teacher`` when given); returns a summary.
-    ``threads``: PyTorch's CPU threads (a task's share of a machine), else left as they are."""
+
+    ``init``: local weights (also ``cfg.init``); ``threads``: PyTorch's CPU threads (a task's share
+    of a machine), else left as they are; ``keep``: ``best`` removes ``last.pt`` once the run is
+    finished, ``all`` keeps it (so ``epochs`` can be raised later)."""
+    if keep not in KEEP:
+        raise AcamError(f"keep={keep!r} must be one of {', '.join(KEEP)}")
+    cfg = replace(cfg, init=init or cfg.init).resolved()
+    cfg.check()
     if threads is not None:
         torch.set_num_threads(threads)
+    os.makedirs(out_dir, exist_ok=True)
+    last = os.path.join(out_dir, "last.pt")
+    if resume and not os.path.isfile(last):
+        done = _finished(out_dir, cfg)
+        if done is not None:
+            return done
+    return _train(cfg, out_dir, progress, resume, keep)
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters; L2 ``weight_decay`` only on those :meth:`decayed` names."""
+    names = set(model.decayed())
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in params if n in names], "weight_decay": cfg.weight_decay},
+              {"params": [p for n, p in params if n not in names], "weight_decay": 0.0}]
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
+
+
+def _setup(cfg: TrainConfig, device, resuming: bool):
+    """Model (with init weights and training statistics), data and the teacher's soft labels."""
+    model = build_model(cfg.model_config())
+    if cfg.init:
+        _load_init(model, cfg.init)
+    modality = cfg.inputs or model.modality
+    data, train, val = make_datasets(cfg, modality)
+    stats = None if resuming else training_stats(model, data, cfg, modality)
+    if stats:
+        model.set_stats(stats)
+    return model.to(device), modality, data, train, val, stats
+
+
+@torch.no_grad()
+def validate(model, loader, device, per_frame: bool) -> tuple[float, float]:
+    """Cross-entropy and accuracy on the validation windows (per frame for frame-wise teachers)."""
+    logits, y, _ = predict(model, loader, device, frames=per_frame)
+    z = torch.from_numpy(logits)
+    yy = torch.from_numpy(y)
+    if z.dim() == 3:
+        yy = yy.repeat_interleave(z.shape[1])
+        z = z.reshape(-1, z.shape[-1])
+    return float(torch.nn.functional.cross_entropy(z, yy)), float((z.argmax(-1) == yy).float().mean())
+
+
+def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: str) -> dict:
     dist = Distributed.from_env(cfg.device)
     device = dist.device if dist else pick_device(cfg.device)
     per_rank_batch = cfg.batch_size
     if dist:
         if cfg.batch_size % dist.world:
-            raise AcamError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
+            raise AcamError(f"batch_size={cfg.batch_size} (the global batch) must be a multiple of the "
                             f"{dist.world} processes")
         per_rank_batch = cfg.batch_size // dist.world
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    os.makedirs(out_dir, exist_ok=True)
-    model = build_model(ModelConfig(cfg.model)).to(device)
-    if init:
-        _load_init(model, init)
-    data, train, val, stats = make_datasets(cfg, model.modality)
+    last = os.path.join(out_dir, "last.pt")
+    ck = _load(last) if resume and os.path.isfile(last) else None
+    if ck is not None and _comparable(ck["train_config"]) != _comparable(asdict(cfg)):
+        raise AcamError(f"{out_dir!r} holds a run with other settings; choose another folder")
+    model, modality, data, train, val, stats = _setup(cfg, device, ck is not None)
+    sup = supervision(cfg)
     soft = None
     if cfg.teacher:
         if cfg.model not in STUDENTS:
@@ -154,17 +351,15 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         soft = teacher_soft_logits(cfg.teacher, train.crops, data, device).to(device)
         if dist and dist.rank == 0:
             dist.barrier()
+    per_frame = frame_loss_applies(model, cfg)
     net = dist.wrap(model) if dist else model     # what trains; ``model`` is what is saved
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg)
     start_epoch, best_acc, history = 0, -1.0, []
-    last = os.path.join(out_dir, "last.pt")
-    if resume and os.path.isfile(last):
-        ck = torch.load(last, map_location=device, weights_only=False)
-        if ck["train_config"] != asdict(cfg):
-            raise AcamError(f"{out_dir!r} holds a run with other settings; choose another folder")
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start_epoch, best_acc, history = ck["epoch"] + 1, ck["best_acc"], ck["history"]
+        stats = ck.get("input_stats") or None
     main = dist is None or dist.rank == 0
     if main:
         with open(os.path.join(out_dir, "config.json"), "w") as f:
@@ -184,31 +379,27 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         total, correct, n = 0.0, 0, 0
         for x, y, idx in loader:
             x, y = _to(x, device), y.to(device)
-            logits = clip_logits(net(x))
-            if soft is not None:
-                loss = distillation_loss(logits, y, soft[idx.to(device)], cfg.lam, cfg.temperature)
-            else:
-                loss = torch.nn.functional.cross_entropy(logits, y)
+            loss, hits, count = loss_and_hits(net(x), y, None if soft is None else soft[idx.to(device)], cfg,
+                                              per_frame)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(-1) == y).sum())
-            n += len(y)
+            total += float(loss.detach()) * count
+            correct += hits
+            n += count
         if dist:
             total, correct, n = dist.sum(total, correct, n)
         if not main:                       # rank 0 validates and writes; the others wait for it
             dist.barrier()
             continue
-        vl, vy, _ = predict(model, val_loader, device)
-        val_acc = float((vl.argmax(-1) == vy).mean())
-        row = {"epoch": epoch, "loss": total / n, "train_acc": correct / n, "val_acc": val_acc,
-               "seconds": time.perf_counter() - t0}
+        val_loss, val_acc = validate(model, val_loader, device, per_frame)
+        row = {"epoch": epoch, "loss": total / n, "train_acc": correct / n, "val_loss": val_loss,
+               "val_acc": val_acc, "seconds": time.perf_counter() - t0}
         history.append(row)
-        state = {"model_config": ModelConfig(cfg.model).as_dict(), "model": model.state_dict(),
-                 "train_config": asdict(cfg), "mfcc_stats": stats, "epoch": epoch, "history": history,
-                 "val_acc": val_acc}
-        if val_acc > best_acc:
+        state = {"format": "acam-run", "model_config": cfg.model_config().as_dict(), "model": model.state_dict(),
+                 "train_config": asdict(cfg), "input_stats": stats or {}, "modality": modality,
+                 "supervision": sup, "epoch": epoch, "history": history, "val_acc": val_acc}
+        if val_acc >= best_acc:            # the later epoch wins a tie, as the authors' ">="
             best_acc = val_acc
             _save(state, os.path.join(out_dir, "best.pt"))
         _save({**state, "optimizer": opt.state_dict(), "best_acc": best_acc}, last)
@@ -220,10 +411,24 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
             dist.barrier()
     if bar is not None:
         bar.close()
+    if main:
+        _finish(out_dir, cfg, history, sup, keep)
     if dist:
         best_acc = dist.broadcast(best_acc)
         dist.close()
     return {"best_val_acc": best_acc, "epochs": cfg.epochs, "out_dir": out_dir}
+
+
+def _finish(out_dir: str, cfg: TrainConfig, history: list, sup: str, keep: str) -> None:
+    """The learning curve, and ``last.pt`` removed once the run is done (``keep="best"``)."""
+    from .figures import learning_curve
+
+    if history:
+        learning_curve(history, os.path.join(out_dir, "curve.png"), cfg, sup)
+    if keep == "best" and history and history[-1]["epoch"] + 1 >= cfg.epochs:
+        last = os.path.join(out_dir, "last.pt")
+        if os.path.isfile(last):
+            os.remove(last)
 
 
 class EpochShuffle(torch.utils.data.Sampler):
@@ -333,12 +538,20 @@ def _write_log(out_dir, history):
 
 def _load_init(model, path):
     """Load a local state dict (e.g. torchvision's ImageNet ResNet-50, SoundNet conv weights) where
-    names and shapes match; the classifier is left as it is."""
+    names and shapes match; the classifier is left as it is.  AVNet takes a ResNet-50 state dict
+    into its video branch."""
     if not os.path.isfile(path):
         raise AcamError(f"init weights {path!r} do not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - one line for any unreadable file
+        raise AcamError(f"init weights {path!r}: not a readable state dict ({str(exc).splitlines()[0][:160]})") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise AcamError(f"init weights {path!r}: not a state dict")
+    if hasattr(model, "video") and not any(k.startswith("video.") for k in state):
+        state = {"video." + k: v for k, v in state.items()}
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
@@ -362,7 +575,7 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
     fanned = fans_out(scheduler, workers)
     threads = local_threads(workers, scheduler) if fanned else None
     if cfg.teacher:   # fill the soft-label cache once, not once per task
-        data, train, _, _ = make_datasets(cfg, "spectrogram")
+        data, train, _ = make_datasets(cfg, cfg.inputs or REGISTRY[cfg.model].modality)
         teacher_soft_logits(cfg.teacher, train.crops, data, pick_device(cfg.device))
     tasks = []
     for lr in lrs:
@@ -381,8 +594,9 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
         w.writeheader()
         w.writerows(rows)
     best = max(rows, key=lambda r: r["best_val_acc"])
-    for name in ("best.pt", "last.pt", "log.csv", "config.json"):
-        shutil.copy(os.path.join(best["run"], name), os.path.join(out_dir, name))
+    for name in ("best.pt", "last.pt", "log.csv", "config.json", "curve.png"):
+        if os.path.isfile(os.path.join(best["run"], name)):
+            shutil.copy(os.path.join(best["run"], name), os.path.join(out_dir, name))
     return {**best, "best_val_acc": best["best_val_acc"], "epochs": cfg.epochs}
 
 

@@ -3,7 +3,8 @@ collection (the paper used DCASE-2018).
 
 The data is any folder of labelled audio files: one sub-folder per class (``DIR/<class>/*.wav``) or
 a CSV ``file,label[,split]`` (paths relative to the CSV).  Files are resampled to 22 050 Hz and cut
-into crops of the student's input length; a crop's feature is the layer's output averaged over time;
+into crops of the student's input length, each peak-normalised and scaled by 256 as in training
+(HearNet then applies its training set's min-max statistics); a crop's feature is the layer's output averaged over time;
 a file's feature is the mean over its crops.  Without a split column, files are split 60/20/20 into
 train/val/test with a seed.  k-NN takes the odd k in 7..15 (capped by the training size) that is best
 on the validation files; the linear SVM (scikit-learn's ``LinearSVC``) is trained on train + val.
@@ -19,7 +20,7 @@ import torch
 
 from acam.core.errors import AcamError
 
-from .data import STUDENT_RATE, spectrogram
+from .data import PEAK, STUDENT_RATE, hearnet_spectrogram, peak_normalise
 from .models import STUDENTS
 from .train import load_run
 
@@ -61,8 +62,8 @@ def file_features(model, path: str, layer: str, seconds: float = 5.0) -> np.ndar
     crops = [x[i:i + n] for i in range(0, max(1, len(x) - n + 1), n)] or [x]
     feats = []
     for c in crops:
-        c = np.pad(c, (0, max(0, n - len(c))))
-        inp = torch.from_numpy(spectrogram(c) if model.modality == "spectrogram" else c)[None]
+        c = (peak_normalise(np.pad(c, (0, max(0, n - len(c))))) * PEAK).astype(np.float32)    # as in training
+        inp = torch.from_numpy(hearnet_spectrogram(c) if model.modality == "spectrogram" else c)[None]
         out = model.layers(inp)
         if layer not in out:
             raise AcamError(f"layer {layer!r} is not one of {', '.join(out)}")

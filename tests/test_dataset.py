@@ -69,11 +69,11 @@ def test_cube_mfcc_undoes_the_power_normalisation(rng):
 
 
 def test_splits_are_by_recording_and_seeded():
-    names = [f"seq{i}" for i in range(378)]
-    a, b = assign_splits(names), assign_splits(names)
+    seqs = [{"name": f"seq{i}", "scenario": 1 + i % 3, "action": (i // 3) % 14} for i in range(378)]
+    a, b = assign_splits(seqs), assign_splits(seqs)
     assert a == b
     counts = {s: sum(v == s for v in a.values()) for s in ("train", "val", "test")}
-    assert counts == {"train": 302, "val": 38, "test": 38}
+    assert counts == {"train": 294, "val": 42, "test": 42}          # 7 / 1 / 1 in each of the 42 cells
 
 
 @pytest.fixture

@@ -30,10 +30,11 @@ def test_temporal_convs_start_as_identity():
     torch.manual_seed(0)
     plain, temporal = ResNet50(14).eval(), TemporalResNet50(14).eval()
     missing, unexpected = temporal.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and all(".temporal." in k for k in missing) and len(missing) == 4
+    assert not unexpected and all(".temporal." in k for k in missing) and len(missing) == 8   # weight, bias
+    assert all(float(temporal.get_parameter(k).abs().sum()) == 0 for k in missing if k.endswith("bias"))
     x = torch.rand(2, 12, 3, 32, 40)
     with torch.no_grad():
-        a = plain(x[:, [0, 2, 5, 8, 11]])
+        a = plain(x[:, [0, 2, 5, 8, 11]]).mean(1)          # the 5 frames' logits averaged, as the authors'
         b = temporal(x)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
@@ -83,14 +84,21 @@ def test_training_is_deterministic_and_resumes(tiny_data, tmp_path):
     log_b = (tmp_path / "b" / "log.csv").read_text().splitlines()
     strip = lambda lines: [ln.rsplit(",", 1)[0] for ln in lines]      # noqa: E731 - drop the seconds column
     assert strip(log_a) == strip(log_b)
-    # interrupted after one epoch, then resumed: same as the uninterrupted run
+    assert sorted(os.listdir(tmp_path / "a")) == ["best.pt", "config.json", "curve.png", "log.csv"]  # no last.pt
+    # one epoch, kept whole, then --epochs raised: the same as the uninterrupted run
     one = TrainConfig(**{**cfg.__dict__, "epochs": 1})
-    fit(one, str(tmp_path / "c"))
-    ck = torch.load(tmp_path / "c" / "last.pt", weights_only=False)
-    ck["train_config"]["epochs"] = 2                 # the user asks for more epochs of the same run
-    torch.save(ck, tmp_path / "c" / "last.pt")
-    fit(cfg, str(tmp_path / "c"))
+    fit(one, str(tmp_path / "c"), keep="all")
+    assert (tmp_path / "c" / "last.pt").exists()
+    fit(cfg, str(tmp_path / "c"), keep="all")
     assert strip((tmp_path / "c" / "log.csv").read_text().splitlines()) == strip(log_a)
+    # a finished run that kept only best.pt is reused as it is, and says why it cannot grow
+    assert fit(cfg, str(tmp_path / "a"))["epochs"] == 2
+    with pytest.raises(Exception, match="kept only best.pt"):
+        fit(TrainConfig(**{**cfg.__dict__, "epochs": 3}), str(tmp_path / "a"))
+    with pytest.raises(Exception, match="other settings"):
+        fit(TrainConfig(**{**cfg.__dict__, "lr": 1e-4}), str(tmp_path / "a"))
+    ck = torch.load(tmp_path / "a" / "best.pt", weights_only=True)     # plain contents only
+    assert ck["train_config"]["crops_per_sequence"] == 2 and ck["train_config"]["crop_seconds"] == 1.0
 
 
 def test_distillation_caches_teacher_soft_labels(tiny_data, tmp_path):
@@ -103,10 +111,54 @@ def test_distillation_caches_teacher_soft_labels(tiny_data, tmp_path):
     fit(student, str(tmp_path / "s1"))
     cached = [n for n in os.listdir(teacher) if n.startswith("soft_")]
     assert len(cached) == 1
-    soft = torch.load(os.path.join(teacher, cached[0]))
-    assert soft.shape == (34, 14) and torch.isfinite(soft).all()
+    soft = torch.load(os.path.join(teacher, cached[0]), weights_only=True)
+    assert soft.shape == (36, 14) and torch.isfinite(soft).all()
     fit(student, str(tmp_path / "s2"))
     assert [n for n in os.listdir(teacher) if n.startswith("soft_")] == cached
+
+
+def test_teacher_runs_one_second_at_a_time_on_a_student_crop():
+    from acam.learn.models import DualCamNet, block_logits
+
+    torch.manual_seed(0)
+    m = DualCamNet().eval()
+    x = torch.randn(2, 60, 36, 48, 12)
+    with torch.no_grad():
+        got = block_logits(m, x)
+        want = torch.stack([m(x[:, 12 * i:12 * (i + 1)]) for i in range(5)], 1)
+        whole = m(x).view(2, 5, 12, 14)
+    assert got.shape == (2, 5, 12, 14)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, whole, atol=1e-4)      # the temporal conv sees no other second
+
+
+def test_authors_details_weight_decay_frame_loss_and_frozen_backbone():
+    from acam.learn.models import AVNet, HearNet, ResNet50, SoundNet5
+    from acam.learn.train import TrainConfig, loss_and_hits, make_optimizer
+
+    h = HearNet()
+    opt = make_optimizer(h, TrainConfig("hearnet", "x", weight_decay=5e-4))
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    assert opt.param_groups[0]["weight_decay"] == 5e-4 and opt.param_groups[1]["weight_decay"] == 0.0
+    assert decayed == {id(getattr(h, f"conv{i}").weight) for i in range(1, 6)}
+    assert len(SoundNet5().decayed()) == 6
+    assert float(h.conv1.bias.abs().sum()) == 0 and float(h.fc1.weight.abs().max()) <= 0.02   # trunc normal
+    r = ResNet50(14, pretrained=True)
+    assert [n for n, p in r.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    r.train()
+    assert not r.layer1.training and not r.bn1.training and r.fc.training
+    assert tuple(r.features(torch.randint(0, 255, (1, 1, 3, 96, 128), dtype=torch.uint8)).shape) == (1, 1, 2048)
+    av = AVNet(14)
+    with torch.no_grad():
+        v = av.video(torch.rand(1, 2, 3, 32, 40))
+    assert v.shape[-1] == 1024 and float(v.min()) < 0            # the 2048 -> 1024 projection is linear
+    # per-frame loss: the clip label copied to every frame
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 2.0]]])            # one crop, two frames, two classes
+    loss, hits, n = loss_and_hits(logits, torch.tensor([0]), None, TrainConfig("dualcamnet", "x"), True)
+    lse = math.log(math.exp(2) + 1)
+    assert float(loss) == pytest.approx(((lse - 2) + lse) / 2) and (hits, n) == (1, 2)
+    loss, hits, n = loss_and_hits(logits, torch.tensor([0]), None, TrainConfig("dualcamnet", "x"), False)
+    assert float(loss) == pytest.approx(math.log(2)) and n == 1   # mean logits [1, 1]
 
 
 def test_learn_cli_reproduce_and_evaluate(tiny_data, tmp_path):
@@ -114,21 +166,31 @@ def test_learn_cli_reproduce_and_evaluate(tiny_data, tmp_path):
 
     out = tmp_path / "paper"
     r = CliRunner().invoke(learn_group, ["reproduce", "--data", tiny_data, "-o", str(out), "--epochs", "1",
-                                         "--crops", "1", "--train-sets", "all", "--device", "cpu"],
+                                         "--crops", "1", "--train-sets", "all,1", "--teachers",
+                                         "dualcamnet,resnet50", "--controls", "mono", "--device", "cpu"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     table = (out / "tables.md").read_text()
-    for row in ("| dualcamnet | - |", "| resnet50 | - |", "| hearnet | G |", "| hearnet | D |",
-                "| hearnet | R |", "| soundnet | G |", "| soundnet | D |", "| soundnet | R |"):
-        assert row in table
-    run = out / "seed0" / "train_all" / "hearnet_D"
+    for text in ("chance level 1/14 = 0.071", "windows / sequences", "95% percentile-bootstrap interval",
+                 "| all scenarios | all scenarios | test | 3 / 3 |", "| anechoic (1) | office (2) | all sequences | 14 / 14 |",
+                 "HearNet D", "SoundNet-5 R", "DualCamNet mono", "scored per frame", "ResNet-50 R",
+                 "trained from scratch", "| anechoic (1) | anechoic (1) | 0.8470 | 0.6965 |"):
+        assert text in table, text
+    row = next(ln for ln in table.splitlines() if ln.startswith("| all scenarios | all scenarios | test | 3 / 3 |"))
+    assert row.count("[") >= 3                                    # every filled cell has its interval
+    run = out / "seed0" / "train_1" / "hearnet_D"
+    assert not (run / "last.pt").exists() and (run / "curve.png").read_bytes()[:4] == b"\x89PNG"
     r = CliRunner().invoke(learn_group, ["evaluate", str(run), "--test-on", "1,3", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    cm = np.loadtxt(run / "eval" / "confusion_1.csv", delimiter=",", skiprows=1, usecols=range(1, 15))
-    assert cm.shape == (14, 14) and cm.sum() > 0
+    assert "| outdoor (3) | all sequences | per 5 s window |" in r.output
+    cm = np.loadtxt(run / "eval" / "confusion_3.csv", delimiter=",", skiprows=1, usecols=range(1, 15))
+    assert cm.shape == (14, 14) and cm.sum() == 14
     assert (run / "eval" / "confusion_1.png").read_bytes()[:4] == b"\x89PNG"
     r = CliRunner().invoke(learn_group, ["evaluate", str(tmp_path)])
     assert r.exit_code != 0 and "no best.pt" in r.output
+    r = CliRunner().invoke(learn_group, ["reproduce", "--data", tiny_data, "-o", str(tmp_path / "o"),
+                                         "--controls", "oracle", "--device", "cpu"])
+    assert r.exit_code != 0 and "no 'beam' dataset" in r.output and not (tmp_path / "o").exists()
 
 
 def test_transfer_on_a_labelled_audio_folder(tiny_data, tmp_path):
