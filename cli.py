@@ -722,7 +722,9 @@ def _names(text: str) -> tuple:
 @learn_group.command("reproduce")
 @click.option("--data", required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
-@click.option("--epochs", default=100, show_default=True, help="Epochs per run (raise it to train resumed runs further).")
+@click.option("--epochs", default="100", show_default=True,
+              help="Epochs per run, with overrides by model: e.g. 30,video=5,soundnet=20 (video: R, T, AV). "
+                   "Raise it to train resumed runs further.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (mean and spread).")
 @click.option("--train-sets", default="all,1,2,3", show_default=True)
 @click.option("--teachers", default="dualcamnet,resnet50,temporal_resnet50,avnet", show_default=True)
@@ -732,7 +734,8 @@ def _names(text: str) -> tuple:
 @click.option("--controls", default="", is_flag=False, flag_value="mono,oracle",
               help="Also the controls: mono (DualCamNet without spatial information), oracle (HearNet on the "
                    "true source's beamformed signal; needs a physics-v2 dataset). Alone: both.")
-@click.option("--crops", type=int, default=None, help="Crops per sequence (default: the paper's, 30 / 6).")
+@click.option("--crops", default="", help="Crops per training sequence (default: the paper's, 30 for teachers, "
+              "6 for students), with overrides by model as --epochs: e.g. 6,video=1.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lambda", "lam", default=0.5, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True)
@@ -756,15 +759,21 @@ def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students,
     Each training run is one task: --workers N runs them on a local Dask cluster, --scheduler
     ADDRESS on any Dask cluster (a distillation starts when its teacher is done).  Re-running the
     same command reuses finished runs and resumes interrupted ones."""
-    from acam.learn.reproduce import Protocol, reproduce
+    from acam.learn.reproduce import Protocol, per_model, reproduce
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(","))
     except ValueError:
         raise click.BadParameter(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
-    proto = Protocol(epochs, seed_list, _names(train_sets), _names(teachers), _names(students),
-                     _names(distill_from), _names(controls), crops, batch_size, lam, temperature, weight_decay,
-                     teacher_loss, split, init, grid, keep, device)
+    n_epochs, epochs_by = per_model(epochs, "--epochs")
+    n_crops, crops_by = per_model(crops, "--crops")
+    if n_epochs is None:
+        raise click.BadParameter(f"--epochs {epochs!r} needs a default number of epochs first (e.g. 30,video=5)")
+    proto = Protocol(epochs=n_epochs, seeds=seed_list, train_sets=_names(train_sets), teachers=_names(teachers),
+                     students=_names(students), distill_from=_names(distill_from), controls=_names(controls),
+                     crops=n_crops, batch_size=batch_size, epochs_by=epochs_by, crops_by=crops_by, lam=lam,
+                     temperature=temperature, weight_decay=weight_decay, teacher_loss=teacher_loss, split=split,
+                     init=init, grid=grid, keep=keep, device=device)
     reproduce(data, output, proto, sys.stderr.isatty() if progress is None else progress,
               scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
     with open(os.path.join(output, "tables.md"), encoding="utf-8") as f:

@@ -41,6 +41,29 @@ LR = {"dualcamnet": 1e-3, "resnet50": 1e-4, "temporal_resnet50": 1e-4, "avnet": 
 TRAIN_SETS = {"all": [1, 2, 3], "1": [1], "2": [2], "3": [3]}
 CONTROLS = {"mono": ("dualcamnet", "mfcc_mono", "-"), "oracle": ("hearnet", "spectrogram_beam", "G")}
 GRID = {"lr": (1e-3, 1e-4), "temperature": (1.0, 2.0, 5.0), "lam": (0.25, 0.5, 0.75)}
+GROUPS = {"video": ("resnet50", "temporal_resnet50", "avnet")}     # names for several models at once
+
+
+def per_model(text: str, what: str = "value") -> tuple[int | None, dict]:
+    """``"30,video=4,soundnet=10"`` -> ``(30, {"resnet50": 4, ..., "soundnet": 10})``: a default and
+    overrides by model (or ``video``: ResNet-50, temporal ResNet-50 and AVNet)."""
+    default, over = None, {}
+    for part in (p.strip() for p in str(text).split(",") if p.strip()):
+        key, _, val = part.rpartition("=")
+        try:
+            n = int(val)
+        except ValueError:
+            raise AcamError(f"{what} {part!r} is not N or MODEL=N") from None
+        if n < 1:
+            raise AcamError(f"{what} {part!r} must be at least 1")
+        if not key:
+            default = n
+            continue
+        models = GROUPS.get(key, (key,))
+        if any(m not in TEACHERS + STUDENTS for m in models):
+            raise AcamError(f"{what} {part!r}: {key!r} is not a model ({', '.join(TEACHERS + STUDENTS)}) or video")
+        over.update({m: n for m in models})
+    return default, over
 
 
 def learning_rate(model: str, sup: str = "-", train_set: str = "all") -> float:
@@ -66,6 +89,8 @@ class Protocol:
     controls: tuple = ()
     crops: int | None = None
     batch_size: int = 32
+    epochs_by: dict = field(default_factory=dict)       # per-model overrides (per_model)
+    crops_by: dict = field(default_factory=dict)
     lam: float = 0.5
     temperature: float = 1.0
     weight_decay: float = 5e-4
@@ -89,9 +114,16 @@ class Protocol:
         if self.keep not in KEEP:
             raise AcamError(f"keep={self.keep!r} must be one of {', '.join(KEEP)}")
 
+    def epochs_of(self, model: str) -> int:
+        return self.epochs_by.get(model, self.epochs)
+
+    def crops_of(self, model: str) -> int | None:
+        return self.crops_by.get(model, self.crops)
+
     def config(self, model: str, data: str, ts: str, seed: int, lr: float, **kw) -> TrainConfig:
-        init = self.init if model in ("resnet50", "temporal_resnet50", "avnet") else None
-        return TrainConfig(model, data, TRAIN_SETS[ts], self.epochs, self.batch_size, lr, seed, None, self.crops,
+        init = self.init if model in GROUPS["video"] else None
+        return TrainConfig(model, data, TRAIN_SETS[ts], self.epochs_of(model), self.batch_size, lr, seed, None,
+                           self.crops_of(model),
                            lam=kw.pop("lam", self.lam), temperature=kw.pop("temperature", self.temperature),
                            weight_decay=self.weight_decay, device=self.device, teacher_loss=self.teacher_loss,
                            split=self.split, init=init, **kw)
@@ -349,6 +381,12 @@ it has no per-frame score.
 ³ no sequences in this cell (the dataset's split has none for it)."""
 
 
+def _by(default, over: dict, models=None) -> str:
+    """``30`` or ``30 (ResNet-50 4, AVNet 4)``."""
+    extra = [f"{names.model(m)} {v}" for m, v in over.items() if models is None or m in models]
+    return f"{default}" + (f" ({', '.join(extra)})" if extra else "")
+
+
 def protocol_text(proto: Protocol, ds: Dataset) -> str:
     """What was run, in words: data, split and counts, test cells, windows, reductions, training."""
     split = ("stratified by scenario x action, seed 42, by whole recording" if proto.split == "stratified" else
@@ -378,9 +416,10 @@ Protocol (docs/RESULTS.md explains each choice):
   shorter sequence gives one window repeating it cyclically). Students score each window;
   teachers run on one-second crops and are scored per 5 s window (mean of its 60 frame logits, the
   reduction their soft labels use), per one-second crop (mean of 12 frame logits) and per frame.
-- training: {proto.epochs} epochs, seeds {', '.join(map(str, proto.seeds))}, Adam, batch {proto.batch_size},
-  {proto.crops or tc[1]} crops of {tc[0]:g} s per training sequence for teachers and
-  {proto.crops or sc[1]} of {sc[0]:g} s for students (fixed positions), best epoch by validation
+- training: {_by(proto.epochs, proto.epochs_by)} epochs, seeds {', '.join(map(str, proto.seeds))}, Adam,
+  batch {proto.batch_size}, {_by(proto.crops or tc[1], proto.crops_by, TEACHERS)} crops of {tc[0]:g} s per
+  training sequence for teachers and {_by(proto.crops or sc[1], proto.crops_by, STUDENTS)} of {sc[0]:g} s
+  for students (fixed positions; learning curves in each run's `curve.png`), best epoch by validation
   accuracy (teachers per frame, students per window); teacher loss per {proto.teacher_loss};
   L2 {proto.weight_decay:g} on the weights the authors regularised; learning rates {lr}.
 - distillation: T = {proto.temperature:g}, lambda = {proto.lam:g} (unless the grid chose), teacher logits

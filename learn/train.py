@@ -398,7 +398,8 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
         history.append(row)
         state = {"format": "acam-run", "model_config": cfg.model_config().as_dict(), "model": model.state_dict(),
                  "train_config": asdict(cfg), "input_stats": stats or {}, "modality": modality,
-                 "supervision": sup, "epoch": epoch, "history": history, "val_acc": val_acc}
+                 "supervision": sup, "sample_freq": train.ctx["fs"], "epoch": epoch, "history": history,
+                 "val_acc": val_acc}
         if val_acc >= best_acc:            # the later epoch wins a tie, as the authors' ">="
             best_acc = val_acc
             _save(state, os.path.join(out_dir, "best.pt"))

@@ -2,9 +2,10 @@
 collection (the paper used DCASE-2018).
 
 The data is any folder of labelled audio files: one sub-folder per class (``DIR/<class>/*.wav``) or
-a CSV ``file,label[,split]`` (paths relative to the CSV).  Files are resampled to 22 050 Hz and cut
-into crops of the student's input length, each peak-normalised and scaled by 256 as in training
-(HearNet then applies its training set's min-max statistics); a crop's feature is the layer's output averaged over time;
+a CSV ``file,label[,split]`` (paths relative to the CSV).  Files are read at the training
+recordings' rate (12 288 Hz), cut into crops of the student's input length and put through the
+training preprocessing (peak-normalised, resampled to 22 050 Hz, x 256; HearNet then applies its
+training set's min-max statistics); a crop's feature is the layer's output averaged over time;
 a file's feature is the mean over its crops.  Without a split column, files are split 60/20/20 into
 train/val/test with a seed.  k-NN takes the odd k in 7..15 (capped by the training size) that is best
 on the validation files; the linear SVM (scikit-learn's ``LinearSVC``) is trained on train + val.
@@ -20,7 +21,7 @@ import torch
 
 from acam.core.errors import AcamError
 
-from .data import PEAK, STUDENT_RATE, hearnet_spectrogram, peak_normalise
+from .data import hearnet_spectrogram, student_waveform
 from .models import STUDENTS
 from .train import load_run
 
@@ -49,21 +50,25 @@ def list_labelled(path: str) -> list[tuple[str, str, str | None]]:
     return out
 
 
-def _read_audio(path: str) -> np.ndarray:
+def _read_audio(path: str, rate: float) -> np.ndarray:
     from acam.beamform.simulate import load_wav
 
-    return load_wav(path, STUDENT_RATE).astype(np.float32)
+    return load_wav(path, rate)
 
 
 @torch.no_grad()
-def file_features(model, path: str, layer: str, seconds: float = 5.0) -> np.ndarray:
-    x = _read_audio(path)
-    n = int(seconds * STUDENT_RATE)
+def file_features(model, path: str, layer: str, seconds: float = 5.0, rate: float = 12288.0) -> np.ndarray:
+    """A file's feature: read at the training recordings' ``rate``, cut into crops of ``seconds``,
+    each through the training preprocessing (:func:`.data.student_waveform`: so the band above
+    ``rate / 2``, empty in training and scaled by HearNet's min-max statistics into huge values,
+    stays empty here too), the layer's output averaged over time, then over crops."""
+    x = _read_audio(path, rate)
+    n = int(round(seconds * rate))
     crops = [x[i:i + n] for i in range(0, max(1, len(x) - n + 1), n)] or [x]
     feats = []
     for c in crops:
-        c = (peak_normalise(np.pad(c, (0, max(0, n - len(c))))) * PEAK).astype(np.float32)    # as in training
-        inp = torch.from_numpy(hearnet_spectrogram(c) if model.modality == "spectrogram" else c)[None]
+        w = student_waveform(np.pad(c, (0, max(0, n - len(c)))), rate, seconds)
+        inp = torch.from_numpy(hearnet_spectrogram(w) if model.modality == "spectrogram" else w)[None]
         out = model.layers(inp)
         if layer not in out:
             raise AcamError(f"layer {layer!r} is not one of {', '.join(out)}")
@@ -83,7 +88,8 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     if ck["train_config"]["model"] not in STUDENTS:
         raise AcamError(f"{run_dir!r} is a {ck['train_config']['model']} run; transfer takes a student")
     items = list_labelled(data)
-    X = np.stack([file_features(model, f, layer, seconds) for f, _, _ in items])
+    rate = float(ck.get("sample_freq", 12288.0))
+    X = np.stack([file_features(model, f, layer, seconds, rate) for f, _, _ in items])
     labels = sorted({lab for _, lab, _ in items})
     y = np.array([labels.index(lab) for _, lab, _ in items])
     split = np.array([s for _, _, s in items], dtype=object)
