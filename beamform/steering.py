@@ -27,8 +27,8 @@ from ..core.digest import digest
 from ..core.errors import AcamError
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
+from .sensor import SPEED_OF_SOUND  # noqa: F401 - part of this module's interface
 
-SPEED_OF_SOUND = 343.0
 
 
 @dataclass(frozen=True, eq=False)
