@@ -14,6 +14,7 @@ import click
 
 from acam import __version__
 from acam.core.errors import AcamError
+from acam.beamform.steering import DEFAULT_FORMULATION, FORMULATIONS
 from acam.beamform.sensor import HFOV, IMAGE_COLS, IMAGE_ROWS, SAMPLE_FREQ, SPEED_OF_SOUND, VFOV
 
 
@@ -152,6 +153,9 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--tolerance", default=0.0, show_default=True,
               help="0: exact. >0: low-rank steering truncated at this fraction of each bin's largest "
                    "singular value (error bound in the README); e.g. 1e-3.")
+@click.option("--steering", type=click.Choice(list(FORMULATIONS)), default=DEFAULT_FORMULATION, show_default=True,
+              help="Steering formulation (Sarradj 2012, Acoular's names): 'inverse' (II) reads a source's level at "
+                   "the array centre; 'true level' (III) too, with other sidelobes; 'classic' (I); 'true location' (IV).")
 @click.option("--frames-per-task", type=int, default=None,
               help="Split each recording into tasks of this many frames (rounded up to whole blocks), "
                    "written into one cube in order (default: one task per recording).")
@@ -160,7 +164,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @_scale_options
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
-            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, frames_per_task, overwrite,
+            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, steering, frames_per_task, overwrite,
             scheduler, workers, retries, progress):
     """Beamform RAW (time_data + mic_positions) into an acoustic cube: one rows x cols x BINS power
     image per video frame.
@@ -188,7 +192,7 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     settings = RunSettings(bins=bins, focus=focus, hfov=hfov, vfov=vfov, rows=rows, cols=cols,
                            speed_of_sound=speed_of_sound, window=window, device=device,
                            precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
-                           block_frames=block_frames, threads=threads, tolerance=tolerance)
+                           block_frames=block_frames, threads=threads, tolerance=tolerance, steering=steering)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
     show = sys.stderr.isatty() if progress is None else progress
     many = (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None

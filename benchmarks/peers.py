@@ -40,7 +40,7 @@ def acoular_frame(positions: np.ndarray, grid: CameraGrid, fs: float, n_bins: in
     ac.config.global_caching = "none"
     mics = ac.MicGeom(pos_total=positions.T.copy())
     g = ac.ImportGrid(pos=grid.look_points().reshape(-1, 3).T.copy())
-    steer = ac.SteeringVector(grid=g, mics=mics, steer_type="true level", ref=np.zeros(3))
+    steer = ac.SteeringVector(grid=g, mics=mics, steer_type="inverse", ref=np.zeros(3))  # our formulation (II)
 
     def run(frame):
         ts = ac.TimeSamples(data=np.ascontiguousarray(frame, np.float64), sample_freq=fs)
