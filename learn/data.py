@@ -31,13 +31,14 @@ import torch
 
 from acam.core.errors import AcamError
 from acam.dataset.mfcc import LAB_RATE, mfcc
+from acam.beamform.sensor import IMAGE_COLS, IMAGE_ROWS, SAMPLE_FREQ
 from acam.dataset.store import Crop, Dataset, read_crop
 
 STUDENT_RATE = 22050
 HEARNET_FRAMES = 500
 STFT_WINDOW, STFT_HOP, STFT_FFT = 440, 220, 512
 PEAK = 256.0
-IMAGE = (36, 48)          # acoustic image rows, columns (the mono control's tiling)
+IMAGE = (IMAGE_ROWS, IMAGE_COLS)          # the mono control's tiling
 
 
 def peak_normalise(x: np.ndarray) -> np.ndarray:
@@ -152,7 +153,7 @@ class CropDataset(torch.utils.data.Dataset):
             raise AcamError(f"input {modality!r} is not one of {', '.join(INPUTS)}")
         self.data, self.modality, self.crops = data, modality, crops
         self.fields, self.make = INPUTS[modality]
-        self.ctx = {"fs": float(data.manifest.get("sample_freq", 12288.0)), "frame_rate": data.frame_rate,
+        self.ctx = {"fs": float(data.manifest.get("sample_freq", SAMPLE_FREQ)), "frame_rate": data.frame_rate,
                     "window": str(data.manifest.get("window", "tukey:0.75"))}
         self._cache = {} if cache else None
 

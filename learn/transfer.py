@@ -19,6 +19,7 @@ import os
 import numpy as np
 import torch
 
+from acam.beamform.sensor import SAMPLE_FREQ
 from acam.core.errors import AcamError
 
 from .data import hearnet_spectrogram, student_waveform
@@ -57,7 +58,7 @@ def _read_audio(path: str, rate: float) -> np.ndarray:
 
 
 @torch.no_grad()
-def file_features(model, path: str, layer: str, seconds: float = 5.0, rate: float = 12288.0) -> np.ndarray:
+def file_features(model, path: str, layer: str, seconds: float = 5.0, rate: float = SAMPLE_FREQ) -> np.ndarray:
     """A file's feature: read at the training recordings' ``rate``, cut into crops of ``seconds``,
     each through the training preprocessing (:func:`.data.student_waveform`: so the band above
     ``rate / 2``, empty in training and scaled by HearNet's min-max statistics into huge values,
@@ -88,7 +89,7 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     if ck["train_config"]["model"] not in STUDENTS:
         raise AcamError(f"{run_dir!r} is a {ck['train_config']['model']} run; transfer takes a student")
     items = list_labelled(data)
-    rate = float(ck.get("sample_freq", 12288.0))
+    rate = float(ck.get("sample_freq", SAMPLE_FREQ))
     X = np.stack([file_features(model, f, layer, seconds, rate) for f, _, _ in items])
     labels = sorted({lab for _, lab, _ in items})
     y = np.array([labels.index(lab) for _, lab, _ in items])
