@@ -278,3 +278,60 @@ def test_sequence_votes_by_hand():
     preds = [0, 0, 3, 1, 2, 2, 2]
     seqs = ["a", "a", "a", "b", "b", "c", "c"]
     assert stats.sequence_votes(labels, preds, seqs) == (2, 3)     # b ties 1:1, so it is not right
+
+
+# ------------------------------------------------------------------------------ video teachers, grid
+def test_init_weights_freeze_the_video_backbone(tmp_path):
+    from acam.learn.models import AVNet, ResNet50
+    from acam.learn.train import TrainConfig, _load_init, make_optimizer
+
+    torch.manual_seed(0)
+    imagenet = ResNet50(1000).state_dict()                 # stands in for torchvision's ImageNet weights
+    path = str(tmp_path / "r50.pt")
+    torch.save(imagenet, path)
+    cfg = TrainConfig("resnet50", "x", init=path)
+    assert cfg.model_config().options == {"pretrained": True}
+    m = ResNet50(14, **cfg.model_config().options)
+    _load_init(m, path)
+    assert torch.equal(m.layer3[0].conv2.weight, imagenet["layer3.0.conv2.weight"])
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    opt = make_optimizer(m, cfg)
+    m.train()
+    x = torch.randint(0, 256, (2, 2, 3, 96, 128), dtype=torch.uint8)
+    torch.nn.functional.cross_entropy(m(x).mean(1), torch.tensor([1, 2])).backward()
+    opt.step()
+    after = m.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {"fc.weight", "fc.bias"}              # BN statistics included: nothing else moves
+    av = AVNet(14, pretrained=True)
+    _load_init(av, path)                                    # a ResNet-50 state dict goes into the video branch
+    assert torch.equal(av.video.layer1[0].conv1.weight, imagenet["layer1.0.conv1.weight"])
+    assert not av.video.fc.weight.shape == imagenet["fc.weight"].shape       # its 1024 projection is new
+
+
+def test_grid_chooses_on_validation_and_reuses_the_winner(tiny_dataset, tmp_path, monkeypatch):
+    import csv
+
+    from acam.learn import reproduce as R
+
+    monkeypatch.setattr(R, "GRID", {"lr": (1e-2, 1e-4), "temperature": (1.0,), "lam": (0.5,)})
+    proto = R.Protocol(epochs=2, seeds=(0, 1), train_sets=("1",), teachers=("dualcamnet",), students=("hearnet",),
+                       distill_from=("dualcamnet",), crops=1, batch_size=8, grid=True, device="cpu")
+    out = tmp_path / "g"
+    res = R.reproduce(str(tiny_dataset), str(out), proto)
+    assert len(res[("hearnet", "D", "1")]) == 2                       # both seeds evaluated
+    for sup in ("G", "D"):
+        grid = out / "grid" / "train_1" / f"hearnet_{sup}"
+        val = {}
+        for run in os.listdir(grid):
+            with open(grid / run / "log.csv", newline="") as f:
+                val[run] = max(float(r["val_acc"]) for r in csv.DictReader(f))
+        order = [f"lr{lr:g}_T1_l0.5" for lr in (1e-2, 1e-4)]
+        assert sorted(val) == sorted(order)
+        best = max(order, key=val.get)                     # the first of equals, in grid order
+        with open(out / "seed1" / "train_1" / f"hearnet_{sup}" / "config.json") as f:
+            chosen = json.load(f)
+        assert chosen["lr"] == (1e-2 if best == order[0] else 1e-4) and chosen["seed"] == 1
+        first = out / "seed0" / "train_1" / f"hearnet_{sup}"
+        assert (first / "log.csv").read_text() == (grid / best / "log.csv").read_text()      # reused, not rerun
+    assert "Settings chosen on validation" in (out / "tables.md").read_text()
