@@ -325,6 +325,21 @@ def validate(model, loader, device, per_frame: bool) -> tuple[float, float]:
     return float(torch.nn.functional.cross_entropy(z, yy)), float((z.argmax(-1) == yy).float().mean())
 
 
+def train_epoch(net, loader, opt, soft, cfg: TrainConfig, per_frame: bool, device) -> tuple[float, int, int]:
+    """One pass over the training crops: summed loss, correct and counted (crops or frames)."""
+    total, correct, n = 0.0, 0, 0
+    for x, y, idx in loader:
+        x, y = _to(x, device), y.to(device)
+        loss, hits, count = loss_and_hits(net(x), y, None if soft is None else soft[idx.to(device)], cfg, per_frame)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * count
+        correct += hits
+        n += count
+    return total, correct, n
+
+
 def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: str) -> dict:
     dist = Distributed.from_env(cfg.device)
     device = dist.device if dist else pick_device(cfg.device)
@@ -376,17 +391,7 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
         sampler = EpochShuffle(len(train), epoch, dist.rank if dist else 0, dist.world if dist else 1)
         loader = torch.utils.data.DataLoader(train, batch_size=per_rank_batch, sampler=sampler,
                                              collate_fn=collate, generator=torch.Generator())
-        total, correct, n = 0.0, 0, 0
-        for x, y, idx in loader:
-            x, y = _to(x, device), y.to(device)
-            loss, hits, count = loss_and_hits(net(x), y, None if soft is None else soft[idx.to(device)], cfg,
-                                              per_frame)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * count
-            correct += hits
-            n += count
+        total, correct, n = train_epoch(net, loader, opt, soft, cfg, per_frame, device)
         if dist:
             total, correct, n = dist.sum(total, correct, n)
         if not main:                       # rank 0 validates and writes; the others wait for it

@@ -335,3 +335,31 @@ def test_grid_chooses_on_validation_and_reuses_the_winner(tiny_dataset, tmp_path
         first = out / "seed0" / "train_1" / f"hearnet_{sup}"
         assert (first / "log.csv").read_text() == (grid / best / "log.csv").read_text()      # reused, not rerun
     assert "Settings chosen on validation" in (out / "tables.md").read_text()
+
+
+def test_block_split_segments_crops_and_windows(tmp_path):
+    """--split blocks: 10 s blocks of 30 s recordings, a list per training set; crops stay inside
+    their block, windows tile it."""
+    seqs = _seqs(9, seconds=30.0, scenarios=(1, 2))
+    folder = tmp_path / "d"
+    (folder / "sequences").mkdir(parents=True)
+    for q in seqs:
+        (folder / q["file"]).touch()                       # segments need the files to exist, not their data
+    with open(folder / "manifest.json", "w") as f:
+        json.dump({"kind": "acam-dataset", "frame_rate": 12.0, "splits": split_record(),
+                   "sequences": [dict(q, split="train") for q in seqs]}, f)
+    d = Dataset(folder, "blocks")
+    lists = block_splits(seqs)
+    test1 = d.segments("test", [1], [1])
+    assert {(g.seq["name"], g.start // 120) for g in test1} == {k for k, v in lists["1"].items() if v == "test"}
+    assert all(g.n_frames == 120 for g in test1)
+    both = d.segments("test", [1, 2], [1, 2, 3])               # the all-scenarios list, its scenario-1 and -2 blocks
+    assert {(g.seq["name"], g.start // 120) for g in both} == {k for k, v in lists["all"].items() if v == "test"
+                                                              and "_s3_" not in k[0]}
+    for c in d.crops("train", 5.0, 4, seed=3, scenarios=[1], train_on=[1]):
+        block = c.start // 120
+        assert lists["1"][(c.sequence, block)] == "train" and c.start + c.n_frames <= 120 * (block + 1)
+    assert len(d.windows("val", 5.0, [1], [1])) == 2 * len(d.segments("val", [1], [1]))
+    assert len(d.segments(None, [2])) == 9 * 14                  # whole recordings when no split is asked
+    with pytest.raises(Exception, match="one scenario or all three"):
+        d.segments("test", [1, 2], [1, 2])
