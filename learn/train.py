@@ -346,7 +346,7 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
     per_rank_batch = cfg.batch_size
     if dist:
         if cfg.batch_size % dist.world:
-            raise AcamError(f"batch_size={cfg.batch_size} (the global batch) must be a multiple of the "
+            raise AcamError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
                             f"{dist.world} processes")
         per_rank_batch = cfg.batch_size // dist.world
     torch.manual_seed(cfg.seed)

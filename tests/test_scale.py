@@ -148,15 +148,15 @@ def test_dataset_build_on_a_cluster_equals_the_serial_build(tmp_path, tiny_datas
 
 def _weights(run):
     torch = pytest.importorskip("torch")
-    return torch.load(os.path.join(run, "last.pt"), weights_only=False)["model"]
+    return torch.load(os.path.join(run, "best.pt"), weights_only=True)["model"]
 
 
 def test_reproduce_on_a_cluster_equals_the_serial_run(tmp_path, tiny_dataset):
     torch = pytest.importorskip("torch")
-    from acam.learn.reproduce import reproduce
+    from acam.learn.reproduce import Protocol, reproduce
 
-    args = dict(epochs=1, seeds=[0], train_sets=["1"], teachers=("dualcamnet",), students=("hearnet",),
-                crops=2, batch_size=8, device="cpu")
+    args = dict(proto=Protocol(epochs=1, seeds=(0,), train_sets=("1",), teachers=("dualcamnet",), students=("hearnet",),
+                               distill_from=("dualcamnet",), crops=2, batch_size=8, device="cpu"))
     threads = torch.get_num_threads()
     torch.set_num_threads(local_threads(2, None))     # what each of the 2 local workers uses
     try:
@@ -179,7 +179,7 @@ def test_torchrun_ddp_equals_a_single_process(tmp_path, tiny_dataset):
     from acam.learn.train import TrainConfig, fit
 
     cfg = ["--model", "hearnet", "--data", str(tiny_dataset), "--epochs", "2", "--batch-size", "8",
-           "--crops", "2", "--train-on", "1", "--device", "cpu", "--no-progress"]
+           "--crops", "2", "--train-on", "1", "--device", "cpu", "--no-progress", "--keep", "all"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                         "-m", "acam.learn", "train", *cfg, "-o", str(tmp_path / "ddp")],
@@ -190,15 +190,15 @@ def test_torchrun_ddp_equals_a_single_process(tmp_path, tiny_dataset):
     torch.set_num_threads(1)
     try:
         fit(TrainConfig("hearnet", str(tiny_dataset), [1], 2, 8, 1e-4, 0, None, 2, device="cpu"),
-            str(tmp_path / "single"))
+            str(tmp_path / "single"), keep="all")
     finally:
         torch.set_num_threads(threads)
-    a, b = _weights(tmp_path / "ddp"), _weights(tmp_path / "single")
+    a, b = (torch.load(tmp_path / w / "last.pt", weights_only=True)["model"] for w in ("ddp", "single"))
     scale = max(float(v.abs().max()) for v in b.values())
     diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert diff < 1e-3 * scale, (diff, scale)
-    hist_a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)["history"]
-    hist_b = torch.load(tmp_path / "single" / "last.pt", weights_only=False)["history"]
+    hist_a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["history"]
+    hist_b = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["history"]
     assert [h["train_acc"] for h in hist_a] == [h["train_acc"] for h in hist_b]
     np.testing.assert_allclose([h["loss"] for h in hist_a], [h["loss"] for h in hist_b], rtol=1e-5)
 
