@@ -389,6 +389,8 @@ def _by(default, over: dict, models=None) -> str:
 
 def protocol_text(proto: Protocol, ds: Dataset) -> str:
     """What was run, in words: data, split and counts, test cells, windows, reductions, training."""
+    import textwrap
+
     split = ("stratified by scenario x action, seed 42, by whole recording" if proto.split == "stratified" else
              "the authors' 10 s blocks (seed 42, one list per training set; blocks of a recording may "
              "fall into different splits)")
@@ -404,28 +406,30 @@ def protocol_text(proto: Protocol, ds: Dataset) -> str:
     lr = ("chosen on validation per student column and training set from lr {1e-3, 1e-4} (and, distilled, "
           "T {1, 2, 5} x lambda {0.25, 0.5, 0.75}: our grids, the paper does not state its own) on the first "
           "seed" if proto.grid else "the paper's Table 5 (HearNet D: 1e-4 on scenario 1 alone, else 1e-3)")
-    return f"""# `learn reproduce`: results
-
-Protocol (docs/RESULTS.md explains each choice):
-
-- data `{ds.folder}`: {len(ds.available())} sequences; split {split}. Train / validation / test
-  sequences per training set: {'; '.join(counts)}.
-- test cells: a model is tested on its own scenario's test split, on **all** sequences of a
-  scenario it was not trained on, and (trained on all scenarios) on the all-scenarios test split.
-- windows: each test sequence tiled with non-overlapping 5 s windows from its first frame (a
-  shorter sequence gives one window repeating it cyclically). Students score each window;
-  teachers run on one-second crops and are scored per 5 s window (mean of its 60 frame logits, the
-  reduction their soft labels use), per one-second crop (mean of 12 frame logits) and per frame.
-- training: {_by(proto.epochs, proto.epochs_by)} epochs, seeds {', '.join(map(str, proto.seeds))}, Adam,
-  batch {proto.batch_size}, {_by(proto.crops or tc[1], proto.crops_by, TEACHERS)} crops of {tc[0]:g} s per
-  training sequence for teachers and {_by(proto.crops or sc[1], proto.crops_by, STUDENTS)} of {sc[0]:g} s
-  for students (fixed positions; learning curves in each run's `curve.png`), best epoch by validation
-  accuracy (teachers per frame, students per window); teacher loss per {proto.teacher_loss};
-  L2 {proto.weight_decay:g} on the weights the authors regularised; learning rates {lr}.
-- distillation: T = {proto.temperature:g}, lambda = {proto.lam:g} (unless the grid chose), teacher logits
-  averaged over the crop's 60 frames, run one second at a time.
-- video teachers: {video}.
-- controls: {', '.join(proto.controls) or 'none'} (mono: DualCamNet on the single microphone's MFCC at
-  every pixel; oracle: HearNet on labels, fed the delay-and-sum signal of the true source).
-- chance level 1/14 = {names.CHANCE:.3f}.
-"""
+    what = {"mono": "mono (DualCamNet on the single microphone's MFCC, the same at every pixel: no spatial "
+                    "information)",
+            "oracle": "oracle (HearNet on labels, fed the delay-and-sum signal steered at the true source)"}
+    items = [
+        f"data `{ds.folder}`: {len(ds.available())} sequences; split {split}. Train / validation / test "
+        f"sequences per training set: {'; '.join(counts)}.",
+        "test cells: a model is tested on its own scenario's test split, on **all** sequences of a scenario it "
+        "was not trained on, and (trained on all scenarios) on the all-scenarios test split.",
+        "windows: each test sequence tiled with non-overlapping 5 s windows from its first frame (a shorter "
+        "sequence gives one window repeating it cyclically). Students score each window; teachers run on "
+        "one-second crops and are scored per 5 s window (the mean of its 60 frame logits, the reduction their "
+        "soft labels use), per one-second crop (the mean of 12 frame logits) and per frame.",
+        f"training: epochs {_by(proto.epochs, proto.epochs_by)}; seeds {', '.join(map(str, proto.seeds))}; Adam, "
+        f"batch {proto.batch_size}; crops per training sequence (fixed positions) "
+        f"{_by(proto.crops or tc[1], proto.crops_by, TEACHERS)} of {tc[0]:g} s for teachers, "
+        f"{_by(proto.crops or sc[1], proto.crops_by, STUDENTS)} of {sc[0]:g} s for students; the best epoch "
+        f"by validation accuracy (teachers per frame, students per window; learning curves in each run's "
+        f"`curve.png`); teacher loss per {proto.teacher_loss}; L2 {proto.weight_decay:g} on the weights the "
+        f"authors regularised; learning rates {lr}.",
+        f"distillation: T = {proto.temperature:g}, lambda = {proto.lam:g} (unless the grid chose); the teacher's "
+        "logits averaged over the crop's 60 frames, run one second at a time.",
+        f"video teachers: {video}.",
+        f"controls: {'; '.join(what[c] for c in proto.controls) or 'none'}.",
+        f"chance level 1/14 = {names.CHANCE:.3f}.",
+    ]
+    body = "\n".join(textwrap.fill(t, 100, initial_indent="- ", subsequent_indent="  ") for t in items)
+    return f"# `learn reproduce`: results\n\nProtocol (docs/RESULTS.md explains each choice):\n\n{body}\n"

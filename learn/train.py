@@ -50,6 +50,7 @@ PRETRAINABLE = ("resnet50", "temporal_resnet50", "avnet")     # --init freezes t
 TEACHER_LOSSES = ("frame", "clip")
 KEEP = ("best", "all")
 _NOT_COMPARED = ("epochs", "device")                          # may change when a run is resumed
+CONTROL_INPUTS = {"mfcc_mono": "mfcc", "spectrogram_beam": "spectrogram"}     # a control's input -> what it replaces
 
 
 @dataclass
@@ -104,6 +105,11 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise AcamError(f"{name}={getattr(self, name)} must be at least 1")
+        own = REGISTRY[self.model].modality
+        if self.inputs is not None and CONTROL_INPUTS.get(self.inputs) != own:
+            fits = [k for k, v in CONTROL_INPUTS.items() if v == own]
+            raise AcamError(f"inputs={self.inputs!r} does not fit {self.model!r} (it takes {own!r}"
+                            f"{'; its control input is ' + fits[0] if fits else ''})")
         if not self.lr > 0 or self.weight_decay < 0:
             raise AcamError(f"lr={self.lr} must be positive and weight_decay={self.weight_decay} not negative")
 

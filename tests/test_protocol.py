@@ -363,3 +363,14 @@ def test_block_split_segments_crops_and_windows(tmp_path):
     assert len(d.segments(None, [2])) == 9 * 14                  # whole recordings when no split is asked
     with pytest.raises(Exception, match="one scenario or all three"):
         d.segments("test", [1, 2], [1, 2])
+
+
+def test_a_control_input_must_fit_its_model():
+    from acam.learn.train import TrainConfig
+
+    TrainConfig("dualcamnet", "x", inputs="mfcc_mono").check()
+    TrainConfig("hearnet", "x", inputs="spectrogram_beam").check()
+    with pytest.raises(Exception, match="does not fit 'hearnet'.*spectrogram_beam"):
+        TrainConfig("hearnet", "x", inputs="mfcc_mono").check()
+    with pytest.raises(Exception, match="does not fit 'soundnet'"):
+        TrainConfig("soundnet", "x", inputs="spectrogram_beam").check()
