@@ -20,8 +20,11 @@ class _Group(click.Group):
     """A click group that turns library errors into one line and a non-zero exit."""
 
     def invoke(self, ctx):
+        from acam.core.safeio import input_scope
+
         try:
-            return super().invoke(ctx)
+            with input_scope():     # every file the command reads is remembered: no output replaces one
+                return super().invoke(ctx)
         except click.UsageError as exc:  # one line instead of usage + hint + error
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             raise click.ClickException(exc.format_message() + hint) from None
@@ -214,7 +217,6 @@ def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task,
     from acam.core.tasks import local_workers
 
     local_workers(workers, scheduler)          # a bad --workers fails before anything is made
-    os.makedirs(output, exist_ok=True)
     res = beamform_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries,
                         overwrite, show, click.echo)
     rep = res.report
@@ -306,12 +308,7 @@ def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, ba
         lo, hi = _floats(band, 2, "--band")
         g = optimise(mics, aperture, (lo, hi), min_spacing=min_spacing, clearance=clearance, seed=seed,
                      iterations=iterations, progress=sys.stderr.isatty())
-    from acam.beamform.io import atomic_output
-
-    ext = os.path.splitext(output)[1]
-    with atomic_output(output) as tmp:
-        g.save(tmp + ext)
-        os.replace(tmp + ext, tmp)
+    g.save(output)
     click.echo(f"wrote {output}: {g.n_mics} microphones, min spacing {g.min_spacing * 1000:.1f} mm")
 
 

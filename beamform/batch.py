@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 
 import h5py
 
 from ..core.progress import progress_bar
 from ..core.tasks import Report, Task, local_threads, run_tasks
+from ..core.checks import number
 from ..core.errors import AcamError
+from ..core.safeio import check_output, part_path, remove_stale_parts, write_failure
 from .geometry import ArrayGeometry
 from .io import CubeWriter, RawRecording
 from .pipeline import RunSettings, _plan, _stream, beamform_file, build_beamformer
@@ -63,16 +64,19 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
                   array: ArrayGeometry | None = None, scheduler: str | None = None,
                   workers: int | None = None, frames_per_task: int | None = None, retries: int = 2,
                   overwrite: bool = False, progress: bool = False, echo=None) -> ManyResult:
-    """Beamform each of ``raws`` into ``out_dir``; failures are reported per file, never raised."""
-    if not os.path.isdir(out_dir):
-        raise AcamError(f"output folder {out_dir!r} does not exist")
-    if frames_per_task is not None and frames_per_task < 1:
-        raise AcamError(f"--frames-per-task {frames_per_task} must be at least 1")
+    """Beamform each of ``raws`` into ``out_dir`` (made if missing, once every option is checked);
+    failures are reported per file, never raised."""
+    number("frames_per_task", frames_per_task, lo=1, integer=True, none_ok=True)
+    number("retries", retries, lo=0, integer=True)
     if settings.threads is None:      # also checks --workers
         settings = replace(settings, threads=local_threads(workers, scheduler))
-    if retries < 0:
-        raise AcamError(f"--retries {retries} must be at least 0")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise AcamError(f"output {out_dir!r} is a file; several recordings need a folder")
     outs = output_paths(raws, out_dir)
+    for out in outs:                  # the workers cannot see the inputs this process read
+        if os.path.exists(out):
+            check_output(out, raws)
+    os.makedirs(out_dir, exist_ok=True)
     tasks, skipped, parts, pre_failed = [], [], {}, {}
     for raw_path, out in zip(raws, outs):
         name = os.path.basename(raw_path)
@@ -95,9 +99,18 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
             continue
         # ranges of whole blocks, written into one pre-allocated file by as many tasks
         step = -(-frames_per_task // plan.block) * plan.block
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out) + ".", suffix=".part", dir=out_dir)
-        os.close(fd)
-        plan.create(tmp).close()
+        check_output(out, raws)
+        remove_stale_parts(out)
+        tmp = part_path(out)
+        try:
+            plan.create(tmp).close()
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            reason = write_failure(exc)
+            if reason:
+                raise AcamError(f"cannot write {out}: {reason}") from None
+            raise
         names = []
         for f0 in range(0, plan.n_frames, step):
             f1 = min(f0 + step, plan.n_frames)

@@ -19,8 +19,10 @@ import math
 
 import numpy as np
 
+from ..core.checks import number
 from ..core.errors import AcamError
-from .geometry import ArrayGeometry, sunflower
+from ..core.resources import check_allocation
+from .geometry import ArrayGeometry, check_layout, sunflower
 from .grid import CameraGrid
 from .psf import _main_lobe, psf
 from .steering import SPEED_OF_SOUND
@@ -64,10 +66,13 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
     """An aperiodic layout minimising the worst sidelobe over ``band`` (see module docs)."""
     grid = grid or CameraGrid()
     lo, hi = band
-    if not 0 < lo < hi:
+    if not 0 < lo < hi < math.inf:
         raise AcamError(f"band {lo}-{hi} Hz: need 0 < LO < HI")
-    if iterations < 0:
-        raise AcamError(f"iterations={iterations} must be >= 0")
+    check_layout(n_mics, aperture, clearance, min_spacing)
+    number("iterations", iterations, lo=0, integer=True)
+    number("n_freqs", n_freqs, lo=1, integer=True)
+    number("c", c, lo=0, lo_open=True)
+    check_allocation(3 * n_mics * n_freqs * grid.n_pixels * 16, f"the PSF terms of {n_mics} microphones")
     rng = np.random.default_rng(seed)
     half = aperture / 2
     start = sunflower(n_mics, aperture, clearance).positions[:, :2]

@@ -11,6 +11,7 @@ import numpy as np
 from . import __version__
 from ..core.progress import progress_bar
 from ..core.errors import AcamError
+from ..core.safeio import reads_inputs
 from .filter_and_sum import Beamformer, frame_starts
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
@@ -59,6 +60,7 @@ def build_beamformer(raw: RawRecording, s: RunSettings) -> Beamformer:
     key = (spec.digest, raw.frame_rate, s.window, s.device, s.precision, s.threads, s.tolerance)
     bf = _RECENT.pop(key, None)
     if bf is None:
+        _check_memory(spec, s)
         bf = Beamformer(spec, raw.frame_rate, s.window, s.device, s.precision, s.threads, s.tolerance)
     _RECENT[key] = bf                  # most recent last; recordings of one array share the steering
     while len(_RECENT) > 2:
@@ -66,9 +68,24 @@ def build_beamformer(raw: RawRecording, s: RunSettings) -> Beamformer:
     return bf
 
 
+def _check_memory(spec: SteeringSpec, s: RunSettings) -> None:
+    """Refuse settings whose steering matrix and block buffers this machine cannot hold, before
+    anything is allocated (``bins=10**9`` fails here, not after taking gigabytes)."""
+    from ..core.resources import check_allocation
+    from .backend import resolve_device
+
+    real = 4 if s.precision == "single" else 8
+    block = s.block_frames or 64
+    pixels, mics = spec.grid.n_pixels, len(spec.active)
+    steering = spec.n_bins * pixels * mics * 2 * real if resolve_device(s.device) == "cpu" else 0
+    check_allocation(steering + 2 * block * pixels * spec.n_bins * real + spec.n_bins * 8,
+                     f"beamforming {spec.n_bins} bins x {pixels} pixels x {mics} microphones")
+
+
 _RECENT: dict = {}   # the last beamformers built in this process (their steering matrices are built once)
 
 
+@reads_inputs
 def beamform_file(raw_path, cube_path, settings: RunSettings = RunSettings(),
                   array: ArrayGeometry | None = None, progress: bool = False) -> RunReport:
     """Beamform every complete frame of ``raw_path`` into the cube file ``cube_path``.

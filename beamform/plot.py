@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from ..core.errors import AcamError
+from ..core.safeio import reads_inputs
 from .grid import CameraGrid
 from .io import Cube, atomic_output
 
@@ -18,24 +19,31 @@ DISPLAY_BAND = (900.0, 6400.0)
 
 def _video_frame(cube: Cube, t: int | None, video_path: str | None):
     """The RGB video frame for cube frame ``t`` (mean frame when ``t`` is None), or None."""
-    import h5py
+    from ..core.h5read import dataset
+    from ..core.safeio import open_h5
 
     path = video_path or cube.attrs.get("source_file")
-    if not path or not os.path.isfile(str(path)):
-        return None
+    if not video_path and (not isinstance(path, str) or not os.path.isfile(path)):
+        return None                       # the cube's recording has moved: draw a plain frame
     try:
-        with h5py.File(path, "r") as f:
-            if "video" not in f:
-                return None
-            v = f["video"]
-            if v.ndim != 4 or v.shape[-1] != 3:
-                return None
-            i = 0 if t is None else min(int(t), v.shape[0] - 1)
-            return np.asarray(v[i])
-    except OSError:
+        f = open_h5(path, "video file")
+    except AcamError:
+        if video_path:
+            raise
         return None
+    with f:
+        if "video" not in f:
+            if video_path:
+                raise AcamError(f"{video_path}: no 'video' dataset (n_frames, H, W, 3)")
+            return None
+        v = dataset(f, "video", path, ndim=4, kinds="u")
+        if v.shape[-1] != 3 or v.shape[0] < 1 or max(v.shape[1:3]) > 8192:
+            raise AcamError(f"{path}: 'video' has shape {v.shape}; expected (n_frames, H, W, 3)")
+        i = 0 if t is None else min(int(t), v.shape[0] - 1)
+        return np.asarray(v[i])
 
 
+@reads_inputs
 def show_cube(cube_path, out_path, frame: int | None = None, band=DISPLAY_BAND, dynamic_range: float = 15.0,
               video: str | None = None, dpi: int = 110) -> dict:
     """Draw the band energy of a cube as a heat map over its video frame; write a PNG.
@@ -60,8 +68,8 @@ def show_cube(cube_path, out_path, frame: int | None = None, band=DISPLAY_BAND, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if dynamic_range <= 0:
-        raise AcamError(f"dynamic range {dynamic_range} dB must be positive")
+    if not (isinstance(dynamic_range, (int, float)) and 0 < dynamic_range < float("inf")):
+        raise AcamError(f"dynamic_range={dynamic_range} dB must be a positive number")
     with Cube.open(cube_path) as cube:
         n = cube.cube.shape[0]
         if frame is not None and not (0 <= frame < n):

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..core.errors import AcamError
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
 from .io import atomic_output
@@ -14,7 +15,7 @@ from .psf import figures, grating_lobe_frequency, psf
 
 def evaluate(geometry: ArrayGeometry, grid: CameraGrid, freqs, band=(500.0, 6000.0), band_step=100.0) -> dict:
     """PSF figures at ``freqs`` plus the worst sidelobe over ``band`` (every ``band_step`` Hz)."""
-    freqs = np.asarray(freqs, float)
+    freqs = check_freqs(freqs, band, band_step)
     maps = psf(geometry, grid, freqs)
     rows = [figures(m, grid, f) for m, f in zip(maps, freqs)]
     dense = np.arange(band[0], band[1] + band_step / 2, band_step)
@@ -24,6 +25,21 @@ def evaluate(geometry: ArrayGeometry, grid: CameraGrid, freqs, band=(500.0, 6000
             "band": band, "band_freqs": dense, "band_psl": dense_psl,
             "worst_psl_db": float(dense_psl[worst]), "worst_psl_freq": float(dense[worst]),
             "grating_hz": grating_lobe_frequency(geometry, grid, fmax=band[1] * 2)}
+
+
+MAX_FREQS, MAX_BAND_STEPS = 32, 2000
+
+
+def check_freqs(freqs, band, band_step) -> np.ndarray:
+    """Refuse frequencies and bands a report cannot be made of (not positive, too many)."""
+    freqs = np.asarray(freqs, float).reshape(-1)
+    if not 1 <= freqs.size <= MAX_FREQS or not np.all(np.isfinite(freqs) & (freqs > 0)):
+        raise AcamError(f"freqs={[float(x) for x in freqs]} must be 1 to {MAX_FREQS} positive frequencies (Hz)")
+    lo, hi = band
+    if not (0 < lo < hi < np.inf and band_step > 0 and (hi - lo) / band_step <= MAX_BAND_STEPS):
+        raise AcamError(f"band={lo:g}-{hi:g} Hz in steps of {band_step:g} Hz: need 0 < LO < HI and at most "
+                        f"{MAX_BAND_STEPS} steps")
+    return freqs
 
 
 def table(results: list[dict]) -> str:
@@ -69,8 +85,9 @@ def draw(results: list[dict], out_path, dpi: int = 100) -> None:
             ax.set_title(f"{f / 1000:g} kHz, PSL {r['figures'][j].psl_db:.1f} dB", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
-    ax1 = fig.add_subplot(gs[n, : (nf + 1) // 2 + 1])
-    ax2 = fig.add_subplot(gs[n, (nf + 1) // 2 + 1:])
+    split = min((nf + 1) // 2 + 1, nf)          # both curve panels get at least one column
+    ax1 = fig.add_subplot(gs[n, :split])
+    ax2 = fig.add_subplot(gs[n, split:])
     for r in results:
         ax1.plot(r["band_freqs"], r["band_psl"], label=r["geometry"].name)
         ax2.plot(r["freqs"], [x.beamwidth_deg for x in r["figures"]], "o-", label=r["geometry"].name)

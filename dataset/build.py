@@ -28,13 +28,14 @@ from acam import __version__
 from acam.beamform import backend
 from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
 from acam.core.tasks import Task, fans_out, local_threads, run_tasks
+from acam.core.checks import number
 from acam.core.errors import AcamError
 from acam.beamform.io import atomic_output
 
 from .mfcc import cube_mfcc_settings, mfcc
 from .scenes import SCENARIOS, simulate_sequence, subject_path, waypoint_edges, waypoint_positions
 from .sounds import ACTIONS, Subject, synthesise
-from .store import MANIFEST, assign_splits, read_manifest, sequence_name, write_manifest
+from .store import MANIFEST, assign_splits, read_manifest, sequence_name, sequence_problem, write_manifest
 from .video import render
 
 SAMPLE_FREQ = 12288.0
@@ -104,6 +105,7 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
         raise AcamError(f"preset={preset!r} must be one of {', '.join(PRESETS)}")
     if cubes not in (None, "float16", "float32"):
         raise AcamError(f"cubes={cubes!r} must be float16 or float32")
+    number("limit", limit, lo=0, integer=True, none_ok=True)
     p = PRESETS[preset]
     threads = local_threads(workers, scheduler)           # also checks --workers
     folder = os.fspath(folder)
@@ -115,7 +117,9 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
             raise AcamError(f"{folder!r} holds a different dataset (preset {old.get('preset', {}).get('name')}, "
                             f"seed {old.get('seed')}); choose another folder")
     write_manifest(folder, manifest)
-    todo = [s for s in manifest["sequences"] if not os.path.isfile(os.path.join(folder, s["file"]))]
+    # a file under its final name may still be damaged (truncated by a full disk, copied in part):
+    # it counts as built only when it opens and holds the frames the manifest lists
+    todo = [s for s in manifest["sequences"] if sequence_problem(os.path.join(folder, s["file"]), s)]
     if limit is not None:
         todo = todo[:limit]
     if not todo:

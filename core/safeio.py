@@ -1,0 +1,392 @@
+"""Safe file handling, shared by every command: what is read, and how outputs are written.
+
+Inputs
+    :func:`input_file` accepts regular files only (a FIFO, a device or a folder is refused before
+    it is opened, so nothing blocks) and remembers every file a command reads.  :func:`open_h5`
+    also follows the HDF5 file's external links, virtual-dataset sources and external raw storage:
+    a link or source that does not exist is an error (HDF5 would silently read zeros), and every
+    file it names counts as an input too.
+
+Outputs
+    :func:`atomic_output` is the one way a file is written: into ``.NAME.<host>.<pid>.<random>.part``
+    beside the target, flushed to disk (``fsync``) and renamed over the target only when complete,
+    with permissions from the umask like any file the user writes.  It refuses a target that exists
+    and is not a regular file (a FIFO, ``/dev/full``, a folder) and a target that is any input the
+    command read (compared with ``os.path.samefile`` and ``realpath``, HDF5 link targets included).
+    A write that fails for lack of space, a file-size limit or a read-only file system becomes one
+    :class:`AcamError` naming the file, and the part file is removed.  Parts left by a writer that
+    died (its process is gone) are removed by the next write into the same folder.
+
+Inputs are remembered within an *input scope*: :func:`input_scope` (a context manager and a
+decorator) opens one, nested scopes share the outermost.  The command line opens one per command;
+library entry points open their own, so they are protected when called from Python too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import errno
+import functools
+import os
+import re
+import socket
+import stat
+
+from .errors import AcamError, FormatError
+
+_SCOPE: contextvars.ContextVar = contextvars.ContextVar("acam_inputs", default=None)
+
+
+# ------------------------------------------------------------------------------------------- scope
+@contextlib.contextmanager
+def input_scope():
+    """Remember the inputs read inside; outputs written inside refuse to replace any of them."""
+    if _SCOPE.get() is not None:
+        yield _SCOPE.get()
+        return
+    token = _SCOPE.set({})
+    try:
+        yield _SCOPE.get()
+    finally:
+        _SCOPE.reset(token)
+
+
+def reads_inputs(fn):
+    """Decorator: run ``fn`` inside an :func:`input_scope`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with input_scope():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def register_input(path) -> None:
+    """Count ``path`` as an input of the current scope (no-op outside a scope or if it is gone)."""
+    scope = _SCOPE.get()
+    if scope is None:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    scope[(st.st_dev, st.st_ino)] = os.path.realpath(path)
+
+
+def scope_inputs() -> list[str]:
+    """The inputs remembered so far in the current scope."""
+    scope = _SCOPE.get()
+    return list(scope.values()) if scope else []
+
+
+# ------------------------------------------------------------------------------------------ inputs
+def input_file(path, what: str = "input file") -> str:
+    """``path`` if it is a readable regular file (remembered as an input), else :class:`AcamError`."""
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AcamError(f"{what} {path!r} does not exist") from None
+    except OSError as exc:
+        raise AcamError(f"cannot read {what} {path!r}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AcamError(f"{what} {path!r} is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise AcamError(f"{what} {path!r} is not a regular file (a FIFO, device or socket); give a file")
+    if not os.access(path, os.R_OK):
+        raise AcamError(f"cannot read {what} {path!r}: permission denied")
+    register_input(path)
+    return path
+
+
+def read_bytes(path, what: str = "input file", limit: int | None = None) -> bytes:
+    """The whole of a small regular file (refused above ``limit`` bytes or the memory available)."""
+    from .resources import check_allocation
+
+    path = input_file(path, what)
+    size = os.path.getsize(path)
+    if limit is not None and size > limit:
+        raise AcamError(f"{what} {path!r} holds {size} bytes, more than the {limit} such a file may")
+    check_allocation(size, f"reading {what} {path!r}")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _resolve_linked(name: str, holder: str) -> str | None:
+    """Where HDF5 finds a file named inside ``holder``: absolute, beside ``holder``, or in the
+    current folder (the library's own search order, without the environment prefixes)."""
+    if os.path.isabs(name):
+        return name if os.path.exists(name) else None
+    for base in (os.path.dirname(os.path.abspath(holder)), os.getcwd()):
+        cand = os.path.join(base, name)
+        if os.path.exists(cand):
+            return cand
+    return None
+
+
+_SOURCES: dict = {}   # (dev, ino, size, mtime) of a checked HDF5 file -> the files it reads
+
+
+def h5_sources(f, path: str, _seen: frozenset = frozenset()) -> list[str]:
+    """Every other file an open HDF5 file reads data from (external links, virtual-dataset sources,
+    external raw storage), checked to exist; :class:`FormatError` names a dangling one."""
+    import h5py
+
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _SOURCES:
+        return _SOURCES[key]
+    names: list[str] = []
+    try:
+        f.visit_links(names.append)
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        raise FormatError(f"{path}: cannot list its objects ({_first_line(exc)})") from None
+    out: list[str] = []
+    seen = _seen | {os.path.realpath(path)}
+    for name in names:
+        link = f.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            out += _external_target(link, name, path, seen)
+        elif isinstance(link, h5py.SoftLink):
+            if f.get(name) is None:
+                raise FormatError(f"{path}: '{name}' is a link to {link.path!r}, which does not exist")
+        else:
+            obj = f.get(name)
+            if isinstance(obj, h5py.Dataset):
+                out += _dataset_sources(obj, name, path, seen)
+    out = list(dict.fromkeys(out))
+    _SOURCES[key] = out
+    return out
+
+
+def _external_target(link, name: str, path: str, seen: frozenset) -> list[str]:
+    import h5py
+
+    target = _resolve_linked(link.filename, path)
+    if target is None:
+        raise FormatError(f"{path}: '{name}' links to {link.filename!r}, which does not exist")
+    target = input_file(target, f"file linked from {path!r}")
+    if os.path.realpath(target) in seen:
+        return [target]
+    try:
+        with h5py.File(target, "r") as g:
+            if g.get(link.path) is None:
+                raise FormatError(f"{path}: '{name}' links to {link.path!r} in {target!r}, which does not exist")
+            return [target] + h5_sources(g, target, seen)
+    except OSError as exc:
+        raise FormatError(f"{path}: '{name}' links to {target!r}, which is not a readable HDF5 file "
+                          f"({_first_line(exc)})") from None
+
+
+def _dataset_sources(d, name: str, path: str, seen: frozenset) -> list[str]:
+    import h5py
+
+    out = []
+    if d.is_virtual:
+        for vs in d.virtual_sources():
+            if vs.file_name == ".":
+                continue
+            src = _resolve_linked(vs.file_name, path)
+            if src is None:
+                raise FormatError(f"{path}: virtual dataset '{name}' reads {vs.file_name!r}, which does not "
+                                  "exist (HDF5 would fill it with zeros)")
+            src = input_file(src, f"source of virtual dataset '{name}' in {path!r}")
+            out.append(src)
+            if os.path.realpath(src) in seen:
+                continue
+            try:
+                with h5py.File(src, "r") as g:
+                    if not isinstance(g.get(vs.dset_name), h5py.Dataset):
+                        raise FormatError(f"{path}: virtual dataset '{name}' reads {vs.dset_name!r} from "
+                                          f"{src!r}, which has no such dataset")
+                    out += h5_sources(g, src, seen)
+            except OSError as exc:
+                raise FormatError(f"{path}: virtual dataset '{name}' reads {src!r}, which is not a readable "
+                                  f"HDF5 file ({_first_line(exc)})") from None
+    for ext_name, _, _ in d.external or ():
+        ext_name = ext_name.decode() if isinstance(ext_name, bytes) else ext_name
+        src = _resolve_linked(ext_name, path)
+        if src is None:
+            raise FormatError(f"{path}: dataset '{name}' stores its data in {ext_name!r}, which does not exist")
+        out.append(input_file(src, f"external storage of '{name}' in {path!r}"))
+    return out
+
+
+def open_h5(path, what: str = "HDF5 file"):
+    """An HDF5 file opened for reading after every check of :func:`input_file` and
+    :func:`h5_sources`; :class:`FormatError` names the file when it is not HDF5 or is damaged."""
+    import h5py
+
+    path = input_file(path, what)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        reason = _first_line(exc)
+        if "signature" in reason:
+            raise FormatError(f"{what} {path!r} is not an HDF5 file") from None
+        raise FormatError(f"{what} {path!r} cannot be opened as HDF5 ({reason})") from None
+    try:
+        for src in h5_sources(f, path):
+            register_input(src)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+# ----------------------------------------------------------------------------------------- outputs
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def part_path(path) -> str:
+    """A fresh part-file name beside ``path`` carrying this host and process id."""
+    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(folder, f".{base}.{_HOST}.{os.getpid()}.{os.urandom(4).hex()}.part")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:          # another user's process, or not allowed to ask: alive
+        return True
+    return True
+
+
+def remove_stale_parts(path) -> list[str]:
+    """Remove the part files of ``path`` whose writer, a process on this host, is gone."""
+    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
+    pat = re.compile(r"\." + re.escape(base) + r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part")
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for n in names:
+        m = pat.fullmatch(n)
+        if m and m["host"] == _HOST and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, n))
+                removed.append(n)
+    return removed
+
+
+def check_output(path, protect=()) -> str:
+    """The absolute output path, after refusing a path that is a folder or a special file, or that is
+    any input of the current scope or in ``protect`` (HDF5 link targets of those included)."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise AcamError(f"output folder {folder!r} does not exist")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None           # absent, or a dangling link that the rename replaces
+    except OSError as exc:
+        raise AcamError(f"cannot write {path!r}: {exc.strerror}") from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise AcamError(f"output {path!r} is a folder; give a file name")
+        if not stat.S_ISREG(st.st_mode):
+            raise AcamError(f"output {path!r} exists and is not a regular file (a FIFO, device or socket); "
+                            "refusing to replace it")
+        for inp in _protected(protect):
+            try:
+                same = os.path.samefile(inp, path)
+            except OSError:
+                same = os.path.realpath(inp) == os.path.realpath(path)
+            if same:
+                raise AcamError(f"output {path!r} is also an input ({inp!r}); choose another output path")
+    return path
+
+
+def _protected(protect) -> list[str]:
+    out = scope_inputs()
+    for p in protect:
+        if p is None or not os.path.isfile(p):
+            continue
+        out.append(os.fspath(p))
+        with contextlib.suppress(Exception):
+            import h5py
+
+            if h5py.is_hdf5(p):
+                with h5py.File(p, "r") as f:
+                    out += h5_sources(f, os.fspath(p))
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(path, protect=()):
+    """Yield a part-file path beside ``path``; move it to ``path`` only if the block succeeds
+    (see the module docs for what is refused).  ``protect`` lists inputs beyond the scope's."""
+    path = check_output(path, protect)
+    remove_stale_parts(path)
+    tmp = part_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        raise AcamError(f"cannot write to {os.path.dirname(path)!r}: {exc.strerror}") from None
+    os.close(fd)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(os.path.dirname(path))
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        reason = write_failure(exc)
+        if reason:
+            raise AcamError(f"cannot write {path}: {reason}") from None
+        raise
+
+
+def _fsync(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.EROFS):   # folders on some file systems
+            raise
+    finally:
+        os.close(fd)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file too large (a file-size limit?)",
+                 errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+                 errno.EIO: "input/output error", errno.EACCES: "permission denied",
+                 errno.EPERM: "operation not permitted"}
+_WRITE_TEXTS = [("No space left", errno.ENOSPC), ("errno = 28", errno.ENOSPC), ("File too large", errno.EFBIG),
+                ("errno = 27", errno.EFBIG), ("Disk quota", errno.EDQUOT), ("Read-only file system", errno.EROFS),
+                ("Input/output error", errno.EIO)]
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """A one-line reason when ``exc`` says a write failed (full disk, size limit...), else None."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        return _WRITE_ERRNOS[exc.errno]
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    text = str(exc)
+    for needle, code in _WRITE_TEXTS:
+        if needle in text:
+            return _WRITE_ERRNOS[code]
+    low = text.lower()
+    if "write failed" in low or "failed writing" in low or "can't write" in low:
+        return _first_line(exc)
+    return None
+
+
+def write_text(path, text: str, protect=()) -> None:
+    """Write a text file (UTF-8) through :func:`atomic_output`."""
+    with atomic_output(path, protect) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
