@@ -480,6 +480,14 @@ def bench_group():
     """
 
 
+def _check_bench_output(output):
+    """Refuse a bad -o before a benchmark runs for minutes (a folder, a FIFO, a missing folder)."""
+    if output:
+        from acam.core.safeio import check_output
+
+        check_output(output)
+
+
 def _bench(args):
     from acam.benchmarks.bench_beamform import main
 
@@ -498,6 +506,21 @@ def _bench(args):
 @click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
 def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
     """The beamformer: machine peak, compute step, end to end, baselines (and peers, sweeps)."""
+    from acam.benchmarks.sweeps import SWEEPS
+
+    bad = [x for x in sweep.split(",") if x and x not in SWEEPS and x != "length"]
+    if bad:
+        raise click.BadParameter(f"unknown sweep(s) {', '.join(bad)}; choose from {', '.join(SWEEPS)}, length",
+                                 param_hint="--sweep")
+    try:
+        tols = [float(t) for t in tolerances.split(",") if t]
+    except ValueError:
+        raise click.BadParameter(f"{tolerances!r} is not a list of numbers", param_hint="--tolerances") from None
+    if any(not 0 < t < 1 for t in tols):
+        raise click.BadParameter(f"{tolerances!r}: each tolerance must lie between 0 and 1", param_hint="--tolerances")
+    if seconds is not None and not 0 < seconds < float("inf"):
+        raise click.BadParameter(f"{seconds} must be a positive number of seconds", param_hint="--seconds")
+    _check_bench_output(output)
     args = ["--device", device] + (["--json", output] if output else []) + (["--peers"] if peers else [])
     args += (["--sweep", sweep] if sweep else []) + (["--seconds", str(seconds)] if seconds else [])
     args += ["--tolerances", tolerances] if tolerances else []
@@ -510,6 +533,7 @@ def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
 @click.option("--smoke", is_flag=True)
 def bench_all(output, device, smoke):
     """Every heavy step: beamformer with peers and sweeps, MFCC, dataset, training, distillation."""
+    _check_bench_output(output)
     args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames,length", "--steps",
             "--tolerances", "1e-2,1e-3,1e-4", "--scaling", "1,2,4"]
     _bench(args + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
@@ -524,7 +548,12 @@ def bench_all(output, device, smoke):
 def bench_scale(workers, files, seconds, output, smoke):
     """Files per second on 1, 2, 4 local Dask workers against the ideal line; overhead per task."""
     from acam.benchmarks.scaling import main
+    from acam.core.checks import int_list, number, positive
 
+    int_list("workers", workers, lo=1)
+    number("files", files, lo=1, integer=True)
+    positive("seconds", seconds)
+    _check_bench_output(output)
     main(["--workers", workers, "--files", str(files), "--seconds", str(seconds)]
          + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
 
@@ -713,7 +742,9 @@ def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students,
     bad = [s for s in sets if s not in TRAIN_SETS]
     if bad:
         raise click.BadParameter(f"{bad}: train sets are all, 1, 2, 3")
-    res = reproduce(data, output, epochs, [int(s) for s in seeds.split(",")], sets,
+    from acam.core.checks import int_list
+
+    res = reproduce(data, output, epochs, int_list("seeds", seeds, lo=0), sets,
                     tuple(t for t in teachers.split(",") if t), tuple(s for s in students.split(",") if s),
                     crops, batch_size, device, sys.stderr.isatty() if progress is None else progress,
                     scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)

@@ -60,6 +60,7 @@ import acam
 from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array, steering_matrix, write_raw
 from acam.beamform import backend
 from acam.core.errors import AcamError
+from acam.core.safeio import write_text
 from acam.beamform.geometry import ArrayGeometry
 from acam.beamform.pipeline import RunSettings, beamform_file
 
@@ -771,7 +772,7 @@ def main(argv=None) -> int:
         }
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_text(out, json.dumps(doc, indent=2) + "\n")
         print(f"\nwrote {out}")
     return 0
 

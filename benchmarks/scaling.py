@@ -167,7 +167,9 @@ def main(argv=None) -> int:
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "device": "cpu", "machine": machine_info("cpu"), "figures": {}, "scaling": r}
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
+        from acam.core.safeio import write_text
+
+        write_text(a.json, json.dumps(doc, indent=2) + "\n")
         print(f"wrote {a.json}")
     return 0
 

@@ -105,14 +105,21 @@ class CropDataset(torch.utils.data.Dataset):
 
 def mfcc_stats(data: Dataset, split: str = "train", scenarios=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-coefficient mean and standard deviation of the MFCC frames of a split."""
-    import h5py
+    from acam.core.h5read import read_all
+    from acam.core.safeio import open_h5
 
     s1 = np.zeros(12)
     s2 = np.zeros(12)
     n = 0
     for s in data.select(split, scenarios):
-        with h5py.File(data.path(s)) as f:
-            m = f["mfcc"][()].astype(np.float64).reshape(-1, 12)
+        path = data.path(s)
+        with open_h5(path, "sequence file") as f:
+            m = read_all(f, "mfcc", path, ndim=4)
+        if m.shape[-1] != 12:
+            from acam.core.errors import FormatError
+
+            raise FormatError(f"{path}: 'mfcc' has {m.shape[-1]} coefficients per pixel; expected 12")
+        m = m.astype(np.float64).reshape(-1, 12)
         s1 += m.sum(0)
         s2 += (m ** 2).sum(0)
         n += len(m)

@@ -4,14 +4,17 @@ confusion matrices (CSV and PNG, with class names)."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 import numpy as np
 import torch
 
+from acam.core.safeio import atomic_output, write_text
 from acam.dataset.sounds import ACTIONS
 from acam.dataset.store import Dataset
 
+from .checkpoint import check_fits_data
 from .data import CropDataset, collate
 from .train import CROPS, load_run, pick_device, predict
 from .models import STUDENTS
@@ -32,6 +35,7 @@ def evaluate_run(run_dir: str, test_on=(1, 2, 3), data: str | None = None, devic
     model, ckpt = load_run(run_dir, dev)
     tc = ckpt["train_config"]
     ds = Dataset(data or tc["data"])
+    check_fits_data(model, ckpt["model_config"], ds, data or tc["data"])
     kind = "student" if tc["model"] in STUDENTS else "teacher"
     sec, n = CROPS[kind]
     sec = tc.get("crop_seconds") or sec
@@ -52,12 +56,12 @@ def evaluate_run(run_dir: str, test_on=(1, 2, 3), data: str | None = None, devic
         results[name] = float((pred == labels).mean())
         cm = confusion(pred, labels)
         _write_confusion(cm, os.path.join(out_dir, f"confusion_{name}"))
-    with open(os.path.join(out_dir, "accuracy.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "train_on"] + [f"test_{k}" for k in results])
-        w.writerow([tc["model"], "+".join(map(str, tc["train_on"]))] + [f"{v:.4f}" for v in results.values()])
-    with open(os.path.join(out_dir, "accuracy.md"), "w") as f:
-        f.write(accuracy_table([(tc["model"], tc["train_on"], results)]))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["model", "train_on"] + [f"test_{k}" for k in results])
+    w.writerow([tc["model"], "+".join(map(str, tc["train_on"]))] + [f"{v:.4f}" for v in results.values()])
+    write_text(os.path.join(out_dir, "accuracy.csv"), buf.getvalue())
+    write_text(os.path.join(out_dir, "accuracy.md"), accuracy_table([(tc["model"], tc["train_on"], results)]))
     return results
 
 
@@ -79,11 +83,12 @@ def _write_confusion(cm: np.ndarray, stem: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(stem + ".csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true \\ predicted"] + list(ACTIONS))
-        for name, row in zip(ACTIONS, cm):
-            w.writerow([name] + list(map(int, row)))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["true \\ predicted"] + list(ACTIONS))
+    for name, row in zip(ACTIONS, cm):
+        w.writerow([name] + list(map(int, row)))
+    write_text(stem + ".csv", buf.getvalue())
     fig, ax = plt.subplots(figsize=(8, 7), dpi=100)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -98,5 +103,8 @@ def _write_confusion(cm: np.ndarray, stem: str) -> None:
     ax.set_ylabel("true")
     ax.set_title(os.path.basename(stem))
     fig.tight_layout()
-    fig.savefig(stem + ".png")
-    plt.close(fig)
+    try:
+        with atomic_output(stem + ".png") as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)

@@ -13,7 +13,11 @@ import os
 
 import numpy as np
 
+from acam.core.checks import number
+from acam.core.safeio import write_text
 from acam.core.tasks import Dep, Task, fans_out, local_threads, run_tasks
+
+from .checks import check_models, check_train_config
 
 from .evaluate import evaluate_run
 from .train import TrainConfig, fit
@@ -39,7 +43,9 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
     raised after the tables of the others are written.
     """
     data, out_dir = os.fspath(data), os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    check_models(teachers, students)
+    for seed in seeds:
+        number("seed", seed, lo=0, integer=True)
     tag = {"dualcamnet": "D", "resnet50": "R", "temporal_resnet50": "TR", "avnet": "AV"}
     fanned = fans_out(scheduler, workers)
     threads = local_threads(workers, scheduler) if fanned else None
@@ -66,6 +72,9 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
                     tasks.append(Task(name, _run_task, (cfg, os.path.join(out_dir, name), inner, threads)
                                       + tuple(Dep(a) for a in after), after))
                     keys[name] = (s, sup, ts)
+    for t in tasks:                        # every setting checked before anything starts
+        check_train_config(t.args[0])
+    os.makedirs(out_dir, exist_ok=True)
     rep = run_tasks(tasks, scheduler, workers, retries, progress and fanned, "runs", echo)
     if echo is not None and fanned:
         echo(rep.summary(tasks))
@@ -75,11 +84,9 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
         for k, v in res.items():
             slot.setdefault(k, []).append(v)
     table = tables(results)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump([{"model": k[0], "supervision": k[1], "train_on": k[2], "accuracy": v}
-                   for k, v in results.items()], f, indent=1)
-    with open(os.path.join(out_dir, "tables.md"), "w") as f:
-        f.write(table)
+    write_text(os.path.join(out_dir, "results.json"), json.dumps(
+        [{"model": k[0], "supervision": k[1], "train_on": k[2], "accuracy": v} for k, v in results.items()], indent=1))
+    write_text(os.path.join(out_dir, "tables.md"), table)
     rep.raise_failures("training run(s)", len(tasks), "; the others are in tables.md")
     return results
 

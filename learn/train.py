@@ -12,6 +12,7 @@ data settings and the MFCC statistics, so :func:`load_run` rebuilds the model fr
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -21,7 +22,11 @@ import numpy as np
 import torch
 
 from acam.core.errors import AcamError
+from acam.core.safeio import write_text
 from acam.dataset.store import Dataset
+
+from .checkpoint import check_fits_data, load_resume, load_run, load_weights, save_checkpoint, soft_labels
+from .checks import check_train_config
 
 from .data import CropDataset, collate, mfcc_stats
 from .losses import distillation_loss
@@ -92,42 +97,26 @@ def predict(model, loader, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return torch.cat(out).numpy(), torch.cat(ys).numpy(), torch.cat(idx).numpy()
 
 
-def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_size: int = 8) -> torch.Tensor:
+def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_size: int = 8,
+                        n_classes: int | None = None) -> torch.Tensor:
     """The teacher's logits for each student crop, averaged over all its frames (12 per second), computed
-    once and cached on disk beside the teacher (crops are deterministic, so the cache stays valid)."""
-    import hashlib
+    once and cached beside the teacher, keyed by the crops and the teacher's checkpoint
+    (:func:`acam.learn.checkpoint.soft_labels`)."""
+    def compute():
+        model, ckpt = load_run(teacher_dir, device)
+        ds = CropDataset(data, model.modality, crops, ckpt.get("mfcc_stats"), cache=False)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
+        logits, _, _ = predict(model, loader, device)
+        return torch.from_numpy(logits)
 
-    key = hashlib.sha256(json.dumps([(c.sequence, c.start, c.n_frames) for c in crops]).encode()).hexdigest()[:16]
-    cache = os.path.join(teacher_dir, f"soft_{key}.pt")
-    if os.path.isfile(cache):
-        return torch.load(cache)
-    model, ckpt = load_run(teacher_dir, device)
-    modality = model.modality
-    ds = CropDataset(data, modality, crops, ckpt.get("mfcc_stats"), cache=False)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
-    logits, _, _ = predict(model, loader, device)
-    t = torch.from_numpy(logits)
-    torch.save(t, cache + ".part")
-    os.replace(cache + ".part", cache)
-    return t
-
-
-def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
-    """Rebuild the model of a run folder from its checkpoint alone."""
-    path = os.path.join(run_dir, f"{which}.pt")
-    if not os.path.isfile(path):
-        raise AcamError(f"{run_dir!r} has no {which}.pt checkpoint (is it a training run folder?)")
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    model = build_model(ModelConfig(**ckpt["model_config"])).to(device)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, ckpt
+    return soft_labels(teacher_dir, crops, n_classes or ModelConfig("hearnet").n_classes, compute)
 
 
 def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None = None,
         resume: bool = True, threads: int | None = None) -> dict:
     """Train ``cfg.model`` (with distillation from ``cfg.teacher`` when given); returns a summary.
     ``threads``: PyTorch's CPU threads (a task's share of a machine), else left as they are."""
+    check_train_config(cfg)
     if threads is not None:
         torch.set_num_threads(threads)
     dist = Distributed.from_env(cfg.device)
@@ -145,13 +134,15 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
     if init:
         _load_init(model, init)
     data, train, val, stats = make_datasets(cfg, model.modality)
+    check_fits_data(model, ModelConfig(cfg.model).as_dict(), data, cfg.data)
     soft = None
     if cfg.teacher:
         if cfg.model not in STUDENTS:
             raise AcamError(f"distillation trains a student ({', '.join(STUDENTS)}), not {cfg.model!r}")
         if dist and dist.rank != 0:
             dist.barrier()                   # rank 0 fills the soft-label cache, the others read it
-        soft = teacher_soft_logits(cfg.teacher, train.crops, data, device).to(device)
+        soft = teacher_soft_logits(cfg.teacher, train.crops, data, device,
+                                   n_classes=ModelConfig(cfg.model).n_classes).to(device)
         if dist and dist.rank == 0:
             dist.barrier()
     net = dist.wrap(model) if dist else model     # what trains; ``model`` is what is saved
@@ -159,16 +150,13 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
     start_epoch, best_acc, history = 0, -1.0, []
     last = os.path.join(out_dir, "last.pt")
     if resume and os.path.isfile(last):
-        ck = torch.load(last, map_location=device, weights_only=False)
-        if ck["train_config"] != asdict(cfg):
-            raise AcamError(f"{out_dir!r} holds a run with other settings; choose another folder")
+        ck = load_resume(last, asdict(cfg))
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start_epoch, best_acc, history = ck["epoch"] + 1, ck["best_acc"], ck["history"]
     main = dist is None or dist.rank == 0
     if main:
-        with open(os.path.join(out_dir, "config.json"), "w") as f:
-            json.dump(asdict(cfg), f, indent=1)
+        write_text(os.path.join(out_dir, "config.json"), json.dumps(asdict(cfg), indent=1))
     val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate)
     bar = None
     if progress and main:
@@ -318,17 +306,15 @@ class Distributed:
 
 
 def _save(obj, path):
-    torch.save(obj, path + ".part")
-    os.replace(path + ".part", path)
+    save_checkpoint(obj, path)
 
 
 def _write_log(out_dir, history):
-    path = os.path.join(out_dir, "log.csv")
-    with open(path + ".part", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-    os.replace(path + ".part", path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    write_text(os.path.join(out_dir, "log.csv"), buf.getvalue())
 
 
 def _load_init(model, path):
@@ -336,9 +322,7 @@ def _load_init(model, path):
     names and shapes match; the classifier is left as it is."""
     if not os.path.isfile(path):
         raise AcamError(f"init weights {path!r} do not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    state = load_weights(path)
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:

@@ -17,6 +17,7 @@ import os
 import numpy as np
 import torch
 
+from acam.core.checks import number
 from acam.core.errors import AcamError
 
 from .data import STUDENT_RATE, spectrogram
@@ -35,6 +36,10 @@ def list_labelled(path: str) -> list[tuple[str, str, str | None]]:
             rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
         if rows and rows[0][:2] == ["file", "label"]:
             rows = rows[1:]
+        bad = next((i for i, r in enumerate(rows) if len(r) < 2 or not r[1].strip()), None)
+        if bad is not None or not rows:
+            raise AcamError(f"{path}: " + (f"row {bad + 1} has no label (expected file,label[,split])"
+                                           if bad is not None else "lists no files"))
         return [(os.path.join(base, r[0]), r[1], r[2] if len(r) > 2 else None) for r in rows]
     if not os.path.isdir(path):
         raise AcamError(f"{path!r} is neither a folder of class folders nor a CSV file")
@@ -78,6 +83,7 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
+    number("seconds", seconds, lo=0, lo_open=True, hi=600)
     model, ck = load_run(run_dir)
     if ck["train_config"]["model"] not in STUDENTS:
         raise AcamError(f"{run_dir!r} is a {ck['train_config']['model']} run; transfer takes a student")
@@ -97,7 +103,7 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     scaler = StandardScaler().fit(X[tr])
     best_k, best = None, -1.0
     for k in range(7, 16, 2):
-        k_eff = min(k, int(tr.sum()))
+        k_eff = min(k, int(tr.sum()) - (1 - int(tr.sum()) % 2))     # odd, so votes cannot tie
         knn = KNeighborsClassifier(k_eff).fit(scaler.transform(X[tr]), y[tr])
         acc = knn.score(scaler.transform(X[va]), y[va]) if va.any() else 0.0
         if acc > best:
