@@ -319,7 +319,12 @@ def _report(files, freqs, band, output, hfov, vfov, focus):
     fs = _floats(freqs, len(freqs.split(",")), "--freqs")
     lo, hi = _floats(band, 2, "--band")
     grid = CameraGrid(36, 48, hfov, vfov, focus)
-    results = [evaluate(load_geometry(f), grid, fs, (lo, hi)) for f in files]
+    geometries = [load_geometry(f) for f in files]
+    if output:
+        from acam.core.safeio import check_output
+
+        check_output(output)           # before any figure is computed: no input may be the output
+    results = [evaluate(g, grid, fs, (lo, hi)) for g in geometries]
     click.echo(table(results))
     if output:
         draw(results, output)

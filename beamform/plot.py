@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from ..core.errors import AcamError
-from ..core.safeio import reads_inputs
+from ..core.safeio import check_output, reads_inputs
 from .grid import CameraGrid
 from .io import Cube, atomic_output
 
@@ -81,6 +81,7 @@ def show_cube(cube_path, out_path, frame: int | None = None, band=DISPLAY_BAND, 
                           float(a.get("focus", 2.0)))
         truth = cube.file["source_positions"][()] if "source_positions" in cube.file else None
         img = _video_frame(cube, frame, video)
+    check_output(out_path)                # before drawing: no input may be the picture
     if not np.all(np.isfinite(energy)):
         raise AcamError(f"{cube_path}: the cube holds NaN or infinite values")
     peak_val = float(energy.max())

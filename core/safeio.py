@@ -80,8 +80,9 @@ def scope_inputs() -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def input_file(path, what: str = "input file") -> str:
-    """``path`` if it is a readable regular file (remembered as an input), else :class:`AcamError`."""
+def input_file(path, what: str = "input file", register: bool = True) -> str:
+    """``path`` if it is a readable regular file (remembered as an input unless ``register`` is
+    false: a file the command updates on purpose, like a dataset's manifest), else :class:`AcamError`."""
     path = os.fspath(path)
     try:
         st = os.stat(path)
@@ -95,15 +96,16 @@ def input_file(path, what: str = "input file") -> str:
         raise AcamError(f"{what} {path!r} is not a regular file (a FIFO, device or socket); give a file")
     if not os.access(path, os.R_OK):
         raise AcamError(f"cannot read {what} {path!r}: permission denied")
-    register_input(path)
+    if register:
+        register_input(path)
     return path
 
 
-def read_bytes(path, what: str = "input file", limit: int | None = None) -> bytes:
+def read_bytes(path, what: str = "input file", limit: int | None = None, register: bool = True) -> bytes:
     """The whole of a small regular file (refused above ``limit`` bytes or the memory available)."""
     from .resources import check_allocation
 
-    path = input_file(path, what)
+    path = input_file(path, what, register)
     size = os.path.getsize(path)
     if limit is not None and size > limit:
         raise AcamError(f"{what} {path!r} holds {size} bytes, more than the {limit} such a file may")
@@ -334,9 +336,9 @@ def atomic_output(path, protect=()):
         os.replace(tmp, path)
         _fsync(os.path.dirname(path))
     except BaseException as exc:
+        reason = write_failure(exc, tmp)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        reason = write_failure(exc)
         if reason:
             raise AcamError(f"cannot write {path}: {reason}") from None
         raise
@@ -365,8 +367,12 @@ _WRITE_TEXTS = [("No space left", errno.ENOSPC), ("errno = 28", errno.ENOSPC), (
                 ("Input/output error", errno.EIO)]
 
 
-def write_failure(exc: BaseException) -> str | None:
-    """A one-line reason when ``exc`` says a write failed (full disk, size limit...), else None."""
+def write_failure(exc: BaseException, part: str | None = None) -> str | None:
+    """A one-line reason when ``exc`` says a write failed (full disk, size limit...), else None.
+
+    Libraries word these failures their own way (PyTorch: "iostream error", "unexpected pos"), so
+    when ``part`` (the file being written) is given, a failure while its file system is full or
+    while it has reached the file-size limit counts as that."""
     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
         return _WRITE_ERRNOS[exc.errno]
     if not isinstance(exc, (OSError, RuntimeError)):
@@ -378,6 +384,19 @@ def write_failure(exc: BaseException) -> str | None:
     low = text.lower()
     if "write failed" in low or "failed writing" in low or "can't write" in low:
         return _first_line(exc)
+    return _write_limits(part) if part else None
+
+
+def _write_limits(part: str) -> str | None:
+    import resource
+
+    with contextlib.suppress(OSError):
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY and os.path.getsize(part) >= soft - 65536:
+            return _WRITE_ERRNOS[errno.EFBIG]
+        vfs = os.statvfs(os.path.dirname(part) or ".")
+        if vfs.f_bavail * vfs.f_frsize < 1 << 20:
+            return _WRITE_ERRNOS[errno.ENOSPC]
     return None
 
 

@@ -82,7 +82,7 @@ def read_manifest(folder: str) -> dict:
     if not os.path.lexists(path):
         raise AcamError(f"{folder!r} is not a dataset folder (no {MANIFEST})")
     try:
-        text = read_bytes(path, "manifest", MAX_MANIFEST).decode("utf-8")
+        text = read_bytes(path, "manifest", MAX_MANIFEST, register=False).decode("utf-8")   # updated in place
         m = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise FormatError(f"{path}: not a valid manifest ({str(exc).splitlines()[0]})") from None

@@ -76,6 +76,12 @@ def file_features(model, path: str, layer: str, seconds: float = 5.0) -> np.ndar
     return np.mean(feats, 0)
 
 
+def knn_k(k: int, n_train: int) -> int:
+    """The k-NN's k: ``k`` capped by the training files, kept odd so that two classes cannot tie."""
+    k = max(1, min(k, n_train))
+    return k if k % 2 else k - 1
+
+
 def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, seconds: float = 5.0) -> dict:
     """k-NN and linear-SVM accuracy of a student layer's features on a labelled audio collection."""
     from sklearn.neighbors import KNeighborsClassifier
@@ -103,7 +109,7 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     scaler = StandardScaler().fit(X[tr])
     best_k, best = None, -1.0
     for k in range(7, 16, 2):
-        k_eff = min(k, int(tr.sum()) - (1 - int(tr.sum()) % 2))     # odd, so votes cannot tie
+        k_eff = knn_k(k, int(tr.sum()))
         knn = KNeighborsClassifier(k_eff).fit(scaler.transform(X[tr]), y[tr])
         acc = knn.score(scaler.transform(X[va]), y[va]) if va.any() else 0.0
         if acc > best:
