@@ -95,6 +95,12 @@ class RawRecording:
             fr = frame_rate if frame_rate is not None else attr_number(f, "frame_rate", path, DEFAULT_FRAME_RATE)
             if not fr > 0:
                 raise FormatError(f"{path}: frame_rate={fr} is not a positive number")
+            if fr > fs:
+                raise FormatError(f"{path}: frame_rate={fr:g} is higher than the sample rate {fs:g} Hz")
+            for name in ("hfov", "vfov"):
+                fov = attr_number(f, name, path)
+                if fov is not None and not 0 < fov < 180:
+                    raise FormatError(f"{path}: attribute {name}={fov:g} degrees is not between 0 and 180")
             n_ch = td.shape[1]
             if array is None:
                 if "mic_positions" not in f:

@@ -129,7 +129,6 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         per_rank_batch = cfg.batch_size // dist.world
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    os.makedirs(out_dir, exist_ok=True)
     model = build_model(ModelConfig(cfg.model)).to(device)
     if init:
         _load_init(model, init)
@@ -145,6 +144,7 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
                                    n_classes=ModelConfig(cfg.model).n_classes).to(device)
         if dist and dist.rank == 0:
             dist.barrier()
+    os.makedirs(out_dir, exist_ok=True)           # only once the inputs have been checked
     net = dist.wrap(model) if dist else model     # what trains; ``model`` is what is saved
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, best_acc, history = 0, -1.0, []
