@@ -8,7 +8,6 @@ Thin by design: options are parsed here, the work is done by the library, and ev
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
@@ -31,6 +30,16 @@ class _Group(click.Group):
             raise click.ClickException("out of memory; use a smaller --block-frames or fewer --bins") from None
         except OSError as exc:
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+
+PROGRESS_HELP = ("Progress (default: on - a bar on a terminal, otherwise a plain line every "
+                 "$ACAM_PROGRESS_SECONDS, default 30 s).")
+
+
+def _progress(flag):
+    from acam.core.progress import wanted
+
+    return wanted(flag)
 
 
 def _floats(text: str, n: int, what: str) -> tuple:
@@ -121,7 +130,8 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
     rec = simulate(scene, geom)
     write_raw(output, rec["time_data"], rec["sample_freq"], rec["mic_positions"], frame_rate,
               source_positions=rec["source_positions"],
-              attrs={"scene_room": room, "hfov": 60.0, "vfov": 45.0, "generator": f"acam {__version__}"})
+              attrs={"scene_room": room, "hfov": 60.0, "vfov": 45.0, "unit": "Pa",
+                     "generator": f"acam {__version__}"})
     n, m = rec["time_data"].shape
     click.echo(f"wrote {output}: {m} channels x {n} samples ({n / sample_rate:.2f} s at {sample_rate:g} Hz), "
                f"{len(scene.sources)} source(s), {room}")
@@ -157,7 +167,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--overwrite", is_flag=True, help="Several recordings: redo cubes that exist (default: skip "
                                                "those made with the same settings, report the others).")
 @_scale_options
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
             out_dtype, array_file, frame_rate, block_frames, threads, tolerance, frames_per_task, overwrite,
             scheduler, workers, retries, progress):
@@ -189,7 +199,7 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
                            precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
                            block_frames=block_frames, threads=threads, tolerance=tolerance)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
-    show = sys.stderr.isatty() if progress is None else progress
+    show = _progress(progress)
     many = (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None
             or (output is not None and (os.path.isdir(output) or output.endswith(os.sep))))
     if many:
@@ -233,18 +243,36 @@ def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task,
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG to write (default: CUBE's name + .png).")
 @click.option("--frame", type=int, default=None, help="Frame to draw (default: the mean of all frames).")
 @click.option("--band", default="900:6400", show_default=True, help="LO:HI Hz summed per pixel.")
-@click.option("--range", "dyn_range", default=15.0, show_default=True, help="Dynamic range shown, dB.")
+@click.option("--range", "dyn_range", default=15.0, show_default=True,
+              help="Dynamic range shown, dB: quieter pixels stay uncoloured.")
+@click.option("--absolute", is_flag=True, help="Colour scale in dB SPL (re 20 uPa) instead of dB re the peak "
+                                               "(needs a recording in Pa, as simulated ones are).")
 @click.option("--video", type=click.Path(dir_okay=False), help="Raw file with a video dataset (default: the cube's source file).")
-def show_cmd(cube, output, frame, band, dyn_range, video):
-    """Draw CUBE's band energy as a heat map over the video frame (or a plain frame) into a PNG."""
+@click.option("--animate", "animation", type=click.Path(dir_okay=False), default=None,
+              help="Also write the acoustic video: the heat map over every frame (.gif; .mp4 with the "
+                   "'video' extra).")
+@click.option("--fps", type=float, default=None, help="Animation frames per second (default: the cube's, real time).")
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+def show_cmd(cube, output, frame, band, dyn_range, absolute, video, animation, fps, progress):
+    """Draw CUBE's band energy as a heat map over the video frame (or a plain frame) into a PNG:
+    azimuth and elevation in degrees, metres on the focus plane, the loudest pixel and the true
+    sources; with --animate, every frame into an animation."""
     from acam.beamform.plot import show_cube
 
     lo, hi = _floats(band, 2, "--band")
     if not 0 <= lo < hi:
         raise click.BadParameter(f"{band!r}: need 0 <= LO < HI", param_hint="--band")
-    output = output or os.path.splitext(cube)[0] + ".png"
-    info = show_cube(cube, output, frame, (lo, hi), dyn_range, video)
-    click.echo(f"wrote {output}: peak at row {info['peak'][0]}, column {info['peak'][1]}")
+    if animation is None or output is not None:
+        output = output or os.path.splitext(cube)[0] + ".png"
+        info = show_cube(cube, output, frame, (lo, hi), dyn_range, video, absolute=absolute)
+        click.echo(f"wrote {output}: peak at {info['text']}")
+    if animation is not None:
+        from acam.beamform.animate import animate_cube
+
+        res = animate_cube(cube, animation, (lo, hi), dyn_range, video, absolute, fps,
+                           progress=_progress(progress))
+        click.echo(f"wrote {animation}: {res['frames']} frames of {res['width']} x {res['height']} pixels "
+                   f"at {res['fps']:g} frames/s")
 
 
 @beamform_group.command("demo")
@@ -288,7 +316,8 @@ LAYOUTS = ("grid", "spiral", "sunflower", "random", "optimised")
 @click.option("--band", default="500:6000", show_default=True, help="LO:HI Hz the optimiser works on.")
 @click.option("--iterations", default=20000, show_default=True, help="Optimiser moves.")
 @click.option("--seed", default=0, show_default=True)
-def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, band, iterations, seed):
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, band, iterations, seed, progress):
     """Make a layout: grid (uniform rectangular), spiral (multi-arm log), sunflower (Fermat),
     random (aperiodic, minimum spacing) or optimised (lowest worst sidelobe over --band)."""
     from acam.beamform import geometry as geo
@@ -305,7 +334,7 @@ def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, ba
     else:
         lo, hi = _floats(band, 2, "--band")
         g = optimise(mics, aperture, (lo, hi), min_spacing=min_spacing, clearance=clearance, seed=seed,
-                     iterations=iterations, progress=sys.stderr.isatty())
+                     iterations=iterations, progress=_progress(progress))
     from acam.beamform.io import atomic_output
 
     ext = os.path.splitext(output)[1]
@@ -315,14 +344,14 @@ def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, ba
     click.echo(f"wrote {output}: {g.n_mics} microphones, min spacing {g.min_spacing * 1000:.1f} mm")
 
 
-def _report(files, freqs, band, output, hfov, vfov, focus):
+def _report(files, freqs, band, output, hfov, vfov, focus, progress=None):
     from acam.beamform.grid import CameraGrid
-    from acam.beamform.report import draw, evaluate, load_geometry, table
+    from acam.beamform.report import draw, evaluate_all, load_geometry, table
 
     fs = _floats(freqs, len(freqs.split(",")), "--freqs")
     lo, hi = _floats(band, 2, "--band")
     grid = CameraGrid(36, 48, hfov, vfov, focus)
-    results = [evaluate(load_geometry(f), grid, fs, (lo, hi)) for f in files]
+    results = evaluate_all([load_geometry(f) for f in files], grid, fs, (lo, hi), progress=_progress(progress))
     click.echo(table(results))
     if output:
         draw(results, output)
@@ -336,6 +365,7 @@ _report_options = [
     click.option("--hfov", default=60.0, show_default=True),
     click.option("--vfov", default=45.0, show_default=True),
     click.option("--focus", default=2.0, show_default=True),
+    click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP),
 ]
 
 
@@ -348,17 +378,17 @@ def _with_report_options(f):
 @geometry_group.command("report")
 @click.argument("array_file", type=click.Path(dir_okay=False))
 @_with_report_options
-def geometry_report(array_file, freqs, band, output, hfov, vfov, focus):
+def geometry_report(array_file, freqs, band, output, hfov, vfov, focus, progress):
     """PSF maps, -3 dB beam width, peak sidelobe level and grating-lobe onset of one layout."""
-    _report([array_file], freqs, band, output, hfov, vfov, focus)
+    _report([array_file], freqs, band, output, hfov, vfov, focus, progress)
 
 
 @geometry_group.command("compare")
 @click.argument("array_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_with_report_options
-def geometry_compare(array_files, freqs, band, output, hfov, vfov, focus):
+def geometry_compare(array_files, freqs, band, output, hfov, vfov, focus, progress):
     """The same figures for several layouts in one table and one figure."""
-    _report(array_files, freqs, band, output, hfov, vfov, focus)
+    _report(array_files, freqs, band, output, hfov, vfov, focus, progress)
 
 
 # ---------------------------------------------------------------------------------------- dataset
@@ -386,7 +416,7 @@ def dataset_group():
 @click.option("--keep-raw", is_flag=True, help="Also store the 128-channel recordings.")
 @click.option("--limit", type=int, default=None, help="Build at most this many missing sequences.")
 @_scale_options
-@click.option("--progress/--no-progress", default=None)
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, scheduler, workers, retries, progress):
     """Simulate, beamform and store a dataset; resumes where an interrupted build stopped.
 
@@ -399,7 +429,7 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, schedule
     from acam.dataset.store import Dataset
 
     t0 = time.perf_counter()
-    build(output, preset, seed, device, cubes, keep_raw, sys.stderr.isatty() if progress is None else progress,
+    build(output, preset, seed, device, cubes, keep_raw, _progress(progress),
           limit, scheduler, workers, retries, click.echo)
     info = Dataset(output).info()
     click.echo(f"{output}: {info['built']}/{info['sequences']} sequences, {info['seconds']:.0f} s of audio, "
@@ -585,7 +615,7 @@ _train_options = [
     click.option("--crops", type=int, default=None, help="Crops per sequence (default 30 for teachers, 6 for students)."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
     click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder."),
-    click.option("--progress/--no-progress", default=None),
+    click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP),
 ]
 
 
@@ -615,7 +645,7 @@ def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops
 
     lr = lr or LR.get(model) or LR[(model, "G")]
     cfg = TrainConfig(model, data, _scenarios(train_on), epochs, batch_size, lr, seed, None, crops, device=device)
-    res = fit(cfg, output, sys.stderr.isatty() if progress is None else progress, init)
+    res = fit(cfg, output, _progress(progress), init)
     if os.environ.get("RANK", "0") == "0":
         click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
 
@@ -646,7 +676,7 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
     data = data or ck["train_config"]["data"]
     cfg = TrainConfig(student, data, _scenarios(train_on), epochs, batch_size, lr or 1e-3, seed, None, crops,
                       os.path.abspath(teacher), lam, temperature, device=device)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = _progress(progress)
     if grid:
         from acam.learn.train import grid_search
 
@@ -702,7 +732,7 @@ def learn_evaluate(run, test_on, data, device):
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_scale_options
-@click.option("--progress/--no-progress", default=None)
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students, crops, batch_size, device,
                     scheduler, workers, retries, progress):
     """The paper's protocol: teachers, students (G, D, R), cross-scenario tables.
@@ -718,7 +748,7 @@ def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students,
         raise click.BadParameter(f"{bad}: train sets are all, 1, 2, 3")
     res = reproduce(data, output, epochs, [int(s) for s in seeds.split(",")], sets,
                     tuple(t for t in teachers.split(",") if t), tuple(s for s in students.split(",") if s),
-                    crops, batch_size, device, sys.stderr.isatty() if progress is None else progress,
+                    crops, batch_size, device, _progress(progress),
                     scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
     click.echo(tables(res).rstrip())
     click.echo(f"tables in {os.path.join(output, 'tables.md')}")

@@ -134,6 +134,9 @@ def _plan(raw: RawRecording, bf: Beamformer, settings: RunSettings) -> _Plan:
         "power_unit": "one-sided power per bin at the array centre (input units squared)",
         "tolerance": bf.tolerance,
     }
+    unit = raw.attr("unit")            # the recording's unit ("Pa"): lets pictures give dB SPL
+    if unit is not None:
+        attrs["input_unit"] = unit.decode() if isinstance(unit, bytes) else str(unit)
     if bf.lowrank is not None:
         attrs["ranks"] = bf.lowrank.ranks.astype(np.int32)
     block = settings.block_frames if settings.block_frames is not None else (256 if bf.device == "cuda" else 64)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from acam.core.errors import AcamError
+from acam.core.progress import progress_bar
 from acam.dataset.store import Dataset
 
 from .data import CropDataset, collate, mfcc_stats
@@ -170,11 +171,10 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
     val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate)
-    bar = None
-    if progress and main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.epochs, initial=start_epoch, unit="epoch", desc=f"{cfg.model}", dynamic_ncols=True)
+    world = dist.world if dist else 1
+    n_batches = -(-(-(-len(train) // world)) // per_rank_batch)            # per epoch and process
+    label = "/".join(os.path.normpath(out_dir).split(os.sep)[-2:])
+    bar = progress_bar(cfg.epochs * n_batches, progress and main, label, "batch", start_epoch * n_batches, leave=False)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         net.train()
@@ -182,6 +182,7 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         loader = torch.utils.data.DataLoader(train, batch_size=per_rank_batch, sampler=sampler,
                                              collate_fn=collate, generator=torch.Generator())
         total, correct, n = 0.0, 0, 0
+        bar.set_description(f"{label} epoch {epoch + 1}/{cfg.epochs}", refresh=False)
         for x, y, idx in loader:
             x, y = _to(x, device), y.to(device)
             logits = clip_logits(net(x))
@@ -195,6 +196,8 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
             total += float(loss.detach()) * len(y)
             correct += int((logits.argmax(-1) == y).sum())
             n += len(y)
+            bar.set_postfix(loss=f"{total / n:.3f}", acc=f"{correct / n:.3f}", refresh=False)   # this epoch so far
+            bar.update(1)
         if dist:
             total, correct, n = dist.sum(total, correct, n)
         if not main:                       # rank 0 validates and writes; the others wait for it
@@ -213,13 +216,10 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
             _save(state, os.path.join(out_dir, "best.pt"))
         _save({**state, "optimizer": opt.state_dict(), "best_acc": best_acc}, last)
         _write_log(out_dir, history)
-        if bar is not None:
-            bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{val_acc:.3f}")
-            bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)
         if dist:
             dist.barrier()
-    if bar is not None:
-        bar.close()
+    bar.close()
     if dist:
         best_acc = dist.broadcast(best_acc)
         dist.close()
