@@ -42,6 +42,10 @@ def _progress(flag):
     return wanted(flag)
 
 
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
+
+
 def _floats(text: str, n: int, what: str) -> tuple:
     try:
         vals = tuple(float(v) for v in text.replace(":", ",").split(","))
@@ -97,16 +101,20 @@ def beamform_group():
 @click.option("--array", "array_file", type=click.Path(dir_okay=False),
               help="Array geometry (.xml Acoular, .csv, .npy, .h5); default: the built-in 128-mic layout.")
 @click.option("--source", "sources", multiple=True, metavar="KIND[:ARGS]@X,Y,Z[*AMP]",
-              help="A source, repeatable: noise@0,0,2 | tone:2000@-1,0,3 | chirp:500-6000@0.5,0.2,2.5 | "
+              help="A source, repeatable: noise@0,0,2 | tone:2000@-1,0,3 (the frequency is required) | "
+                   "chirp:500-6000@0.5,0.2,2.5 | "
                    "burst@... | wav:FILE@...  Positions in metres, camera frame (x right, y up, z forward). "
                    "Default: a noise source and a chirp.")
 @click.option("--duration", default=2.0, show_default=True, help="Seconds.")
 @click.option("--room", type=click.Choice(["anechoic", "shoebox"]), default="anechoic", show_default=True)
-@click.option("--room-dim", default="7,6,3", show_default=True, help="Shoebox size x,y,z (z up), metres.")
+@click.option("--room-dim", default="7,6,3", show_default=True,
+              help="Shoebox size in the room's own frame, metres: width x, depth y (the array looks along "
+                   "+y), height z. Unlike --source (camera frame, y up), the room frame is z-up.")
 @click.option("--rt60", default=0.5, show_default=True, help="Shoebox reverberation time, seconds.")
 @click.option("--absorption", type=float, default=None, help="Wall energy absorption 0-1, instead of --rt60.")
 @click.option("--max-order", type=int, default=None, help="Image-source order (default: from RT60, at most 12).")
-@click.option("--array-pos", default=None, help="Array centre in room coordinates x,y,z (default: 1 m from a wall, centred).")
+@click.option("--array-pos", default=None, help="Array centre in the room frame x,y,z (z up; default: centred in "
+                                                 "x, 1 m from the y = 0 wall, 1.5 m high).")
 @click.option("--noise-snr", type=float, default=None, help="Add diffuse noise at this SNR (dB).")
 @click.option("--sample-rate", default=12288.0, show_default=True, help="Hz (the sensor's rate).")
 @click.option("--frame-rate", default=12.0, show_default=True, help="Video frames per second.")
@@ -116,11 +124,13 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
     """Simulate a recording of the array with pyroomacoustics and write it as a raw .h5 file."""
     from acam.beamform.geometry import ArrayGeometry
     from acam.beamform.io import write_raw
-    from acam.beamform.simulate import Scene, SourceSpec, simulate
+    from acam.beamform.simulate import Scene, SourceSpec, simulate, source_warnings
 
     kw = {}
     if sources:
         kw["sources"] = tuple(SourceSpec.parse(s) for s in sources)
+        for line in source_warnings(kw["sources"], 60.0, 45.0):
+            click.echo(f"warning: {line}", err=True)
     scene = Scene(duration=duration, sample_freq=sample_rate, room=room,
                   room_dim=_floats(room_dim, 3, "--room-dim"), rt60=rt60, absorption=absorption,
                   max_order=max_order,
@@ -164,8 +174,8 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--frames-per-task", type=int, default=None,
               help="Split each recording into tasks of this many frames (rounded up to whole blocks), "
                    "written into one cube in order (default: one task per recording).")
-@click.option("--overwrite", is_flag=True, help="Several recordings: redo cubes that exist (default: skip "
-                                               "those made with the same settings, report the others).")
+@click.option("--overwrite", is_flag=True, help="Redo cubes that exist (default: skip those made with the same "
+                                               "settings from the recording as it is now, refuse the others).")
 @_scale_options
 @click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
@@ -183,7 +193,8 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     import time
 
     from acam.beamform.geometry import ArrayGeometry
-    from acam.beamform.pipeline import RunSettings, beamform_file
+    from acam.beamform.batch import beamform_one
+    from acam.beamform.pipeline import RunSettings
 
     if bins < 1:
         raise click.ClickException(f"--bins {bins} must be at least 1")
@@ -208,7 +219,10 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     raw = raws[0]
     output = output or os.path.splitext(raw)[0] + ".cube.h5"
     t0 = time.perf_counter()
-    rep = beamform_file(raw, output, settings, geom, progress=show)
+    rep = beamform_one(raw, output, settings, geom, overwrite, show)
+    if rep is None:
+        click.echo(f"{output} is up to date (same settings, made from {raw} as it is now); skipped")
+        return
     dt = time.perf_counter() - t0
     click.echo(f"wrote {output}: {rep.n_frames} frames x {rows} x {cols} x {bins} bins on {rep.device} "
                f"in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time)")
@@ -284,7 +298,7 @@ def demo_cmd(outdir, device):
     raw, cube, png = (os.path.join(outdir, n) for n in ("raw.h5", "cube.h5", "overlay.png"))
     ctx = click.get_current_context()
     ctx.invoke(simulate_cmd, output=raw)
-    ctx.invoke(run_cmd, raw=(raw,), output=cube, device=device, tolerance=0.0)
+    ctx.invoke(run_cmd, raw=(raw,), output=cube, device=device, tolerance=0.0, overwrite=True)
     ctx.invoke(show_cmd, cube=cube, output=png)
     click.echo(f"\nThe picture is {os.path.abspath(png)}")
 
@@ -440,6 +454,7 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, schedule
 @click.argument("folder", type=click.Path(file_okay=False))
 def dataset_info(folder):
     """Counts per action, scenario, subject and split, and the size on disk."""
+    from acam.dataset.scenarios import scenario_label
     from acam.dataset.sounds import ACTIONS
     from acam.dataset.store import Dataset
 
@@ -449,7 +464,7 @@ def dataset_info(folder):
                f"({info['seconds']:.0f} s), {info['bytes'] / 2 ** 20:.1f} MiB")
     names = d.manifest.get("actions", list(ACTIONS))
     click.echo("per action:   " + ", ".join(f"{names[int(k)]} {v}" for k, v in info["per_action"].items()))
-    click.echo("per scenario: " + ", ".join(f"{k}: {v}" for k, v in info["per_scenario"].items()))
+    click.echo("per scenario: " + ", ".join(f"{scenario_label(k)}: {v}" for k, v in info["per_scenario"].items()))
     click.echo("per subject:  " + ", ".join(f"{k}: {v}" for k, v in info["per_subject"].items()))
     click.echo("per split:    " + ", ".join(f"{k}: {info['per_split'].get(k, 0)}" for k in ("train", "val", "test")))
 
@@ -577,6 +592,7 @@ def bench_report(files, output):
 
 # ------------------------------------------------------------------------------------------ learn
 @acam.group("learn", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="learn")
 def learn_group():
     """Teachers, students and distillation on a dataset folder (needs the 'learn' extra: torch).
 
@@ -593,21 +609,18 @@ def learn_group():
         raise click.ClickException("the learn commands need PyTorch: pip install -e '.[learn]'") from None
 
 
-def _scenarios(text: str) -> list[int]:
-    if text == "all":
-        return [1, 2, 3]
-    try:
-        vals = sorted({int(v) for v in text.split(",")})
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not 'all' or a list like 1,2") from None
-    if not vals or any(v not in (1, 2, 3) for v in vals):
-        raise click.BadParameter(f"{text!r}: scenarios are 1, 2 and 3")
-    return vals
+def _scenarios(text: str, what: str = "--train-on") -> list[int]:
+    from acam.dataset.scenarios import parse_scenarios
+
+    return parse_scenarios(text, what)
+
+
+SCENARIO_HELP = "all, or numbers or names separated by commas: 1 anechoic, 2 office, 3 outdoor"
 
 
 _train_options = [
     click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset folder."),
-    click.option("--train-on", default="all", show_default=True, help="Scenarios: all or e.g. 1 or 1,2."),
+    click.option("--train-on", default="all", show_default=True, help=f"Scenarios to train on: {SCENARIO_HELP}."),
     click.option("--epochs", default=100, show_default=True),
     click.option("--batch-size", default=32, show_default=True),
     click.option("--lr", type=float, default=None, help="Learning rate (default: the paper's for the model)."),
@@ -647,7 +660,7 @@ def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops
     cfg = TrainConfig(model, data, _scenarios(train_on), epochs, batch_size, lr, seed, None, crops, device=device)
     res = fit(cfg, output, _progress(progress), init)
     if os.environ.get("RANK", "0") == "0":
-        click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
+        click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {_count(res['epochs'], 'epoch')}")
 
 
 @learn_group.command("distill")
@@ -684,7 +697,7 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
         click.echo(f"grid results in {os.path.join(output, 'grid.csv')}; best: lr {res['lr']:g}, "
                    f"T {res['temperature']:g}, lambda {res['lam']:g}")
     res = fit(cfg, output, show) if not grid else res
-    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {res['epochs']} epochs")
+    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {_count(res['epochs'], 'epoch')}")
 
 
 @learn_group.command("transfer")
@@ -706,7 +719,7 @@ def learn_transfer(run, layer, data, seconds, seed):
 
 @learn_group.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option("--test-on", default="1,2,3", show_default=True)
+@click.option("--test-on", default="1,2,3", show_default=True, help=f"Scenarios to test on: {SCENARIO_HELP}.")
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def learn_evaluate(run, test_on, data, device):
@@ -714,7 +727,7 @@ def learn_evaluate(run, test_on, data, device):
     from acam.learn.evaluate import accuracy_table, evaluate_run
     from acam.learn.train import load_run
 
-    res = evaluate_run(run, _scenarios(test_on), data, device)
+    res = evaluate_run(run, _scenarios(test_on, "--test-on"), data, device)
     _, ck = load_run(run)
     click.echo(accuracy_table([(ck["train_config"]["model"], ck["train_config"]["train_on"], res)]).rstrip())
     click.echo(f"confusion matrices in {os.path.join(run, 'eval')}")
@@ -725,7 +738,8 @@ def learn_evaluate(run, test_on, data, device):
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
 @click.option("--epochs", default=100, show_default=True)
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (mean and spread).")
-@click.option("--train-sets", default="all,1,2,3", show_default=True)
+@click.option("--train-sets", default="all,1,2,3", show_default=True,
+              help="Training sets, each a scenario (1 anechoic, 2 office, 3 outdoor; number or name) or all.")
 @click.option("--teachers", default="dualcamnet,resnet50", show_default=True)
 @click.option("--students", default="hearnet,soundnet", show_default=True)
 @click.option("--crops", type=int, default=None, help="Crops per sequence (default: the paper's).")
@@ -742,10 +756,12 @@ def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students,
     same command resumes and only trains what is missing."""
     from acam.learn.reproduce import TRAIN_SETS, reproduce, tables
 
-    sets = [s.strip() for s in train_sets.split(",")]
+    from acam.dataset.scenarios import SCENARIO_NUMBERS
+
+    sets = [str(SCENARIO_NUMBERS.get(s.strip().lower(), s.strip().lower())) for s in train_sets.split(",")]
     bad = [s for s in sets if s not in TRAIN_SETS]
     if bad:
-        raise click.BadParameter(f"{bad}: train sets are all, 1, 2, 3")
+        raise click.BadParameter(f"{bad}: train sets are all, 1 (anechoic), 2 (office), 3 (outdoor)")
     res = reproduce(data, output, epochs, [int(s) for s in seeds.split(",")], sets,
                     tuple(t for t in teachers.split(",") if t), tuple(s for s in students.split(",") if s),
                     crops, batch_size, device, _progress(progress),

@@ -69,6 +69,12 @@ class GifStream:
             self.file.write(b"\x3b")
             self.file.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def _single_frame(data: bytes) -> tuple[bytes, bytes]:
     """Split a one-frame GIF into its colour table (padded to a power of two) and its image block

@@ -169,7 +169,8 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
     main = dist is None or dist.rank == 0
     if main:
         with open(os.path.join(out_dir, "config.json"), "w") as f:
-            json.dump(asdict(cfg), f, indent=1)
+            sec, per_seq = cfg.crops()          # the crops actually used, not None for "the default"
+            json.dump({**asdict(cfg), "crop_seconds": sec, "crops_per_sequence": per_seq}, f, indent=1)
     val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate)
     world = dist.world if dist else 1
     n_batches = -(-(-(-len(train) // world)) // per_rank_batch)            # per epoch and process
