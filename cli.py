@@ -13,6 +13,8 @@ import click
 
 from acam import __version__
 from acam.core.errors import AcamError
+from acam.beamform.steering import DEFAULT_FORMULATION, FORMULATIONS
+from acam.beamform.sensor import HFOV, IMAGE_COLS, IMAGE_ROWS, SAMPLE_FREQ, SPEED_OF_SOUND, VFOV
 
 
 class _Group(click.Group):
@@ -116,7 +118,7 @@ def beamform_group():
 @click.option("--array-pos", default=None, help="Array centre in the room frame x,y,z (z up; default: centred in "
                                                  "x, 1 m from the y = 0 wall, 1.5 m high).")
 @click.option("--noise-snr", type=float, default=None, help="Add diffuse noise at this SNR (dB).")
-@click.option("--sample-rate", default=12288.0, show_default=True, help="Hz (the sensor's rate).")
+@click.option("--sample-rate", default=SAMPLE_FREQ, show_default=True, help="Hz (the sensor's rate).")
 @click.option("--frame-rate", default=12.0, show_default=True, help="Video frames per second.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the source signals and noise.")
 def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, absorption, max_order, array_pos,
@@ -129,7 +131,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
     kw = {}
     if sources:
         kw["sources"] = tuple(SourceSpec.parse(s) for s in sources)
-        for line in source_warnings(kw["sources"], 60.0, 45.0):
+        for line in source_warnings(kw["sources"], HFOV, VFOV):
             click.echo(f"warning: {line}", err=True)
     scene = Scene(duration=duration, sample_freq=sample_rate, room=room,
                   room_dim=_floats(room_dim, 3, "--room-dim"), rt60=rt60, absorption=absorption,
@@ -140,7 +142,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
     rec = simulate(scene, geom)
     write_raw(output, rec["time_data"], rec["sample_freq"], rec["mic_positions"], frame_rate,
               source_positions=rec["source_positions"],
-              attrs={"scene_room": room, "hfov": 60.0, "vfov": 45.0, "unit": "Pa",
+              attrs={"scene_room": room, "hfov": HFOV, "vfov": VFOV, "unit": "Pa",
                      "generator": f"acam {__version__}"})
     n, m = rec["time_data"].shape
     click.echo(f"wrote {output}: {m} channels x {n} samples ({n / sample_rate:.2f} s at {sample_rate:g} Hz), "
@@ -155,9 +157,9 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--focus", default=2.0, show_default=True, help="Focus distance, metres.")
 @click.option("--hfov", type=float, default=None, help="Horizontal field of view, degrees (default: file's, else 60).")
 @click.option("--vfov", type=float, default=None, help="Vertical field of view, degrees (default: file's, else 45).")
-@click.option("--rows", default=36, show_default=True, help="Acoustic image rows.")
-@click.option("--cols", default=48, show_default=True, help="Acoustic image columns.")
-@click.option("--speed-of-sound", default=343.0, show_default=True, help="m/s.")
+@click.option("--rows", default=IMAGE_ROWS, show_default=True, help="Acoustic image rows.")
+@click.option("--cols", default=IMAGE_COLS, show_default=True, help="Acoustic image columns.")
+@click.option("--speed-of-sound", default=SPEED_OF_SOUND, show_default=True, help="m/s.")
 @click.option("--window", default="boxcar", show_default=True, help="boxcar | hann | hamming | blackman | tukey[:ALPHA].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto uses the GPU when CuPy sees one.")
@@ -171,6 +173,9 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--tolerance", default=0.0, show_default=True,
               help="0: exact. >0: low-rank steering truncated at this fraction of each bin's largest "
                    "singular value (error bound in the README); e.g. 1e-3.")
+@click.option("--steering", type=click.Choice(list(FORMULATIONS)), default=DEFAULT_FORMULATION, show_default=True,
+              help="Steering formulation (Sarradj 2012, Acoular's names): 'inverse' (II) reads a source's level at "
+                   "the array centre; 'true level' (III) too, with other sidelobes; 'classic' (I); 'true location' (IV).")
 @click.option("--frames-per-task", type=int, default=None,
               help="Split each recording into tasks of this many frames (rounded up to whole blocks), "
                    "written into one cube in order (default: one task per recording).")
@@ -179,7 +184,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @_scale_options
 @click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
-            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, frames_per_task, overwrite,
+            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, steering, frames_per_task, overwrite,
             scheduler, workers, retries, progress):
     """Beamform RAW (time_data + mic_positions) into an acoustic cube: one rows x cols x BINS power
     image per video frame.
@@ -208,7 +213,7 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     settings = RunSettings(bins=bins, focus=focus, hfov=hfov, vfov=vfov, rows=rows, cols=cols,
                            speed_of_sound=speed_of_sound, window=window, device=device,
                            precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
-                           block_frames=block_frames, threads=threads, tolerance=tolerance)
+                           block_frames=block_frames, threads=threads, tolerance=tolerance, steering=steering)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
     show = _progress(progress)
     many = (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None
@@ -364,7 +369,7 @@ def _report(files, freqs, band, output, hfov, vfov, focus, progress=None):
 
     fs = _floats(freqs, len(freqs.split(",")), "--freqs")
     lo, hi = _floats(band, 2, "--band")
-    grid = CameraGrid(36, 48, hfov, vfov, focus)
+    grid = CameraGrid(hfov=hfov, vfov=vfov, focus=focus)
     results = evaluate_all([load_geometry(f) for f in files], grid, fs, (lo, hi), progress=_progress(progress))
     click.echo(table(results))
     if output:
@@ -376,8 +381,8 @@ _report_options = [
     click.option("--freqs", default="1000,2000,4000,6000", show_default=True, help="Hz, comma separated."),
     click.option("--band", default="500:6000", show_default=True, help="LO:HI Hz for the worst sidelobe."),
     click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG figure."),
-    click.option("--hfov", default=60.0, show_default=True),
-    click.option("--vfov", default=45.0, show_default=True),
+    click.option("--hfov", default=HFOV, show_default=True),
+    click.option("--vfov", default=VFOV, show_default=True),
     click.option("--focus", default=2.0, show_default=True),
     click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP),
 ]

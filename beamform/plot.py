@@ -31,8 +31,8 @@ from ..core.errors import AcamError
 from ..core.figures import DETAIL_SIZE, LABEL_SIZE, TICK_SIZE, colorbar, pyplot, save_png
 from .grid import CameraGrid
 from .io import Cube
+from .sensor import DISPLAY_BAND, HFOV, VFOV
 
-DISPLAY_BAND = (900.0, 6400.0)
 P_REF = 20e-6            # Pa, the reference of dB SPL
 HEAT_CMAP = "turbo"
 HEAT_ALPHA = 0.6
@@ -56,7 +56,7 @@ class View:
     def of(cls, cube: Cube) -> "View":
         a = cube.attrs
         rows, cols = cube.cube.shape[1:3]
-        grid = CameraGrid(rows, cols, float(a.get("hfov", 60)), float(a.get("vfov", 45)), float(a.get("focus", 2.0)))
+        grid = CameraGrid(rows, cols, float(a.get("hfov", HFOV)), float(a.get("vfov", VFOV)), float(a.get("focus", 2.0)))
         truth = None
         if "source_positions" in cube.file:
             t = np.asarray(cube.file["source_positions"][()], float)
