@@ -186,3 +186,24 @@ def test_learn_has_a_version():
 
     r = invoke(learn_group, ["--version"])
     assert r.exit_code == 0 and r.output.strip() == f"learn, version {__version__}"
+
+
+def test_geometry_report_and_optimiser_report_progress(monkeypatch):
+    from acam.beamform import CameraGrid
+    from acam.beamform.design import optimise
+    from acam.beamform.geometry import sunflower
+    from acam.beamform.report import evaluate_all, work_units
+
+    monkeypatch.setenv("ACAM_PROGRESS_SECONDS", "0")
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    grid = CameraGrid(12, 16)
+    evaluate_all([sunflower(24, 0.3)], grid, [2000.0], band=(500.0, 3000.0), band_step=500.0, progress=True)
+    n = work_units(grid, [2000.0], (500.0, 3000.0), 500.0)
+    lines = err.getvalue().splitlines()
+    assert lines and "PSF of sunflower" in lines[-1] and f"{n}/{n} frequencies (100%)" in lines[-1]
+    err.truncate(0)
+    err.seek(0)
+    optimise(24, 0.3, (1000.0, 3000.0), grid, min_spacing=0.02, iterations=300, n_freqs=4, progress=True)
+    last = err.getvalue().splitlines()[-1]
+    assert "optimising layout: 300/300 moves (100%)" in last and "worst_sidelobe=" in last
