@@ -192,9 +192,13 @@ def test_workers_sharing_the_gpu_are_refused(tmp_path, rng):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("default:.*deterministic")   # an op without a deterministic kernel: shown, then judged
-def test_training_on_cuda_repeats_for_a_seed(tmp_path, tiny_dataset):
-    import torch
-
+def test_training_on_cuda_repeats_for_a_seed(tmp_path, request):
+    """Two runs with one seed on CUDA give the same weights (deterministic cuDNN/cuBLAS algorithms)."""
+    pytest.importorskip("pyroomacoustics")           # the tiny dataset is simulated
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch sees no CUDA GPU")
+    tiny_dataset = request.getfixturevalue("tiny_dataset")
     from acam.learn.train import TrainConfig, fit
 
     for run in ("a", "b"):
