@@ -96,11 +96,7 @@ def test_lowrank_on_the_gpu_factorises_on_its_own(rng, tmp_path, monkeypatch):
     assert os.path.isfile(cache_path(spec.digest, 1e-3, np.complex64, "cpu"))
     assert os.path.isfile(cache_path(spec.digest, 1e-3, np.complex64, "cuda"))
     np.testing.assert_array_equal(gpu.lowrank.ranks, cpu.lowrank.ranks)
-    assert gpu.lowrank.ranks.max() < 127
     assert map_err(got, want) <= TOL["single"]
-    # and the GPU's padded product against the exact GPU path, within the low-rank bound's order
-    exact = Beamformer(spec, 12.0, "hann", device="cuda").process(cp.asarray(frames))
-    assert map_err(got, cp.asnumpy(exact)) < 1e-2
 
 
 @pytest.mark.parametrize("out_dtype", ["float32", "float16"])
