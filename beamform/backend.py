@@ -278,8 +278,6 @@ class Downloads:
         return self.copied[j]
 
 
-
-
 def rfft(x, n: int, axis: int):
     """Real FFT on either backend (SciPy's multithreaded pocketfft on the CPU)."""
     if isinstance(x, np.ndarray):

@@ -106,7 +106,8 @@ def parity_kernels(c: Check, cp, rng) -> None:
         A, X = [(rng.standard_normal(s) + 1j * rng.standard_normal(s)).astype(dtype)
                 for s in ((45, 7, 5), (45, 5, 210))]
         scale = rng.random(45).astype(real)
-        ref = ((np.abs(A.astype(complex) @ X) ** 2).reshape(45, 7, 70, 3).sum(-1) * scale[:, None, None]).transpose(2, 1, 0)
+        power = (np.abs(A.astype(complex) @ X) ** 2).reshape(45, 7, 70, 3).sum(-1)
+        ref = (power * scale[:, None, None]).transpose(2, 1, 0)
         for chunk in (32, None):
             out = cp.full((70, 7, 45), cp.nan, real)
             steered_power(cp.asarray(A), cp.asarray(X), cp.asarray(scale), out, 3, chunk=chunk)
@@ -134,7 +135,8 @@ def parity_process(c: Check, cp, rng) -> None:
     spec = SteeringSpec(default_array(), CameraGrid(), 12288.0, 512)
     a = steering_matrix(spec, np, np.complex64)
     b = cp.asnumpy(steering_matrix(spec, cp, np.complex64))
-    c.parity("steering complex64, GPU vs CPU, / max |A|", float(np.abs(b - a).max() / np.abs(a).max()), TOL["steering_c64"])
+    c.parity("steering complex64, GPU vs CPU, / max |A|", float(np.abs(b - a).max() / np.abs(a).max()),
+             TOL["steering_c64"])
 
 
 def parity_files(c: Check, cp, rng, workdir: Path) -> None:
@@ -172,7 +174,8 @@ def throughput(c: Check, cp, rng) -> dict:
     del a, out
     src = cp.asarray(rng.standard_normal(2 ** 28, np.float32))
     dst = cp.empty_like(src)
-    c.figure("device copy 1 GiB (read + write)", 2 * src.nbytes / gpu_seconds(cp, lambda: cp.copyto(dst, src)) / 1e9, "GB/s")
+    t = gpu_seconds(cp, lambda: cp.copyto(dst, src))
+    c.figure("device copy 1 GiB (read + write)", 2 * src.nbytes / t / 1e9, "GB/s")
     del src, dst
     bf = Beamformer(SteeringSpec(default_array(), CameraGrid(), 12288.0, 512), 12.0, "hann", device="cuda")
     A = bf.steering
@@ -270,7 +273,7 @@ def end_to_end(c: Check, cp, rng, workdir: Path) -> None:
             t = time.perf_counter() - t0
             os.remove(workdir / "c30.h5")
             c.figure(f"end to end 30 s -> {out_dtype} cube file, run {i}", 30 / t, "x real time",
-                     f"{t:.2f} s" + (" (steering built, kernels compiled)" if i == 0 and out_dtype == "float32" else ""))
+                     f"{t:.2f} s" + (" (builds the steering matrix)" if i == 0 and out_dtype == "float32" else ""))
     for i in range(2):
         t = _mfcc_file_from_raw(cp, raw, workdir / "m30.h5")
         c.figure(f"end to end 30 s -> MFCC cube file (beamform + MFCC on the GPU), run {i}", 30 / t, "x real time",

@@ -3,7 +3,8 @@
 Adam, mini-batches, best checkpoint by validation accuracy, resume from the last checkpoint after
 an interruption, deterministic for a seed (crop positions fixed; the epoch number seeds the
 shuffle; on CUDA :func:`deterministic_cuda` selects deterministic cuDNN/cuBLAS algorithms, and an
-operation that has none warns instead of silently varying), CUDA when present, a progress bar and a CSV log of loss and accuracy per epoch.
+operation that has none warns instead of silently varying), CUDA when present, a progress bar and a
+CSV log of loss and accuracy per epoch.
 
 A run folder holds ``config.json``, ``log.csv``, ``last.pt`` (everything needed to resume) and
 ``best.pt`` (the model with the best validation accuracy).  Checkpoints carry the model config, the

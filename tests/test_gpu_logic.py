@@ -355,7 +355,8 @@ class _Downloads:
     def __init__(self, host, compute_dtype):
         self.host, self.compute, self.copy = host, _Stream(), _Stream()
         self.stage = [np.full(h.shape, np.nan, h.dtype) for h in host]
-        self.scratch = None if np.dtype(compute_dtype) == host[0].dtype else np.full(host[0].shape, np.nan, compute_dtype)
+        same = np.dtype(compute_dtype) == host[0].dtype
+        self.scratch = None if same else np.full(host[0].shape, np.nan, compute_dtype)
         self.copied = [None] * len(host)
 
     def target(self, i, n):
@@ -400,7 +401,8 @@ def test_gpu_block_loop_keeps_blocks_and_buffers_apart(tmp_path, rng, monkeypatc
     from acam.beamform.pipeline import RunSettings, beamform_file
 
     raw = tmp_path / "r.h5"
-    write_raw(raw, rng.standard_normal((7 * 1024 + 100, 16)).astype(np.float32), 12288.0, default_array().positions[:16])
+    write_raw(raw, rng.standard_normal((7 * 1024 + 100, 16)).astype(np.float32), 12288.0,
+              default_array().positions[:16])
     settings = RunSettings(bins=16, rows=4, cols=5, device="cpu", block_frames=3, out_dtype=out_dtype)
     beamform_file(raw, tmp_path / "cpu.h5", settings)
     monkeypatch.setattr(backend, "Downloads", _Downloads)
