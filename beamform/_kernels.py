@@ -8,7 +8,10 @@ them:
     ``A[k, p, m] = gain[p, m] * exp(+1j * (omega0 + k * domega) * dtau[p, m])`` for all bins ``k``,
     pixels ``p`` and microphones ``m``.  On the CPU the phase is advanced from bin to bin by one
     complex multiplication in double precision (``z <- z * exp(1j * domega * dtau)``), which is exact
-    to ~1e-13 over 512 bins and avoids 10^8 calls to sin/cos; the GPU evaluates sincos directly.
+    to ~1e-13 over 512 bins and avoids 10^8 calls to sin/cos; the GPU evaluates ``sincos`` of the
+    phase directly, also in double precision whatever the output type (the phase reaches ~21 rad,
+    where a float32 argument alone is off by ~1e-6 rad), and rounds only the product ``gain * e^{i phi}``
+    to the output type, as the CPU does.
 
 ``power_transpose``
     Takes the filter-and-sum output of a chunk of ``kc`` bins, ``z[kk, p, b * nsub + j]`` (complex),
@@ -23,20 +26,24 @@ import functools
 
 # ----------------------------------------------------------------------------------------- CUDA
 CUDA_SOURCE = r"""
-template <typename T> struct Complex2 { T x, y; };
+// Complex numbers laid out as NumPy/CuPy store them, aligned like float2/double2 so that one
+// element is one 8- or 16-byte access rather than two.
+template <typename T> struct alignas(2 * sizeof(T)) Complex2 { T x, y; };
 
+// The phase and gain in double precision whatever T is; only the result is rounded to T.
 template <typename T>
-__global__ void steering_fill(const T* __restrict__ gain, const T* __restrict__ dtau,
-                              const T* __restrict__ omega, Complex2<T>* __restrict__ out,
+__global__ void steering_fill(const double* __restrict__ gain, const double* __restrict__ dtau,
+                              const double* __restrict__ omega, Complex2<T>* __restrict__ out,
                               int n_bins, int n_pix, int n_mics) {
-    long long total = (long long)n_bins * n_pix * n_mics;
+    long long n_pm = (long long)n_pix * n_mics;
+    long long total = (long long)n_bins * n_pm;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        long long pm = i % ((long long)n_pix * n_mics);
-        int k = (int)(i / ((long long)n_pix * n_mics));
-        T s, c;
+        long long pm = i % n_pm;
+        int k = (int)(i / n_pm);
+        double s, c;
         sincos(omega[k] * dtau[pm], &s, &c);
-        Complex2<T> v; v.x = gain[pm] * c; v.y = gain[pm] * s;
+        Complex2<T> v; v.x = (T)(gain[pm] * c); v.y = (T)(gain[pm] * s);
         out[i] = v;
     }
 }

@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, replace
 import h5py
 
 from ..core.progress import progress_bar
-from ..core.tasks import Report, Task, local_threads, run_tasks
+from ..core.tasks import Report, Task, local_threads, local_workers, run_tasks
 from ..core.errors import AcamError
+from . import backend
 from .geometry import ArrayGeometry
 from .io import CubeWriter, RawRecording
 from .pipeline import RunSettings, _plan, _stream, beamform_file, build_beamformer
@@ -72,6 +73,7 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
         raise AcamError(f"--frames-per-task {frames_per_task} must be at least 1")
     if settings.threads is None:      # also checks --workers
         settings = replace(settings, threads=local_threads(workers, scheduler))
+    backend.check_gpu_workers(settings.device, local_workers(workers, scheduler))
     if retries < 0:
         raise AcamError(f"--retries {retries} must be at least 0")
     outs = output_paths(raws, out_dir)

@@ -117,11 +117,12 @@ def frame_spectra(frames, window, nfft: int, n_bins: int, n_segments: int):
     return xp.ascontiguousarray(spec.transpose(1, 2, 0))
 
 
-def steered_power(A, X, scale, out, n_segments: int, chunk: int = 32, threads: int | None = None):
+def steered_power(A, X, scale, out, n_segments: int, chunk: int | None = None, threads: int | None = None):
     """``out[b, p, k] = scale[k] * sum_j |sum_m A[k, p, m] X[k, m, b * n_segments + j]|^2``.
 
     One complex matrix product per bin (look points x microphones times microphones x columns),
-    done in chunks of ``chunk`` bins; each chunk's power, segment average and transposition to the
+    done in chunks of ``chunk`` bins (default: 32 on the CPU; on the GPU as many as keep a chunk's
+    output under 512 MiB, :func:`acam.beamform.backend.gpu_chunk`); each chunk's power, segment average and transposition to the
     bins-last cube layout are fused in one kernel.  On the CPU, ``threads`` workers (default: the
     usable cores) take interleaved chunks, each running single-threaded BLAS, which keeps every core
     busy without BLAS and kernel threads competing.
@@ -143,7 +144,7 @@ def steered_power(A, X, scale, out, n_segments: int, chunk: int = 32, threads: i
 
 
 def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale, out, n_segments: int,
-                    chunk: int = 32, threads: int | None = None, xp=np):
+                    chunk: int | None = None, threads: int | None = None, xp=np):
     """The chunk loop shared by every steering operator: ``product(k0, k1, z)`` writes the complex
     filter-and-sum output of bins ``k0..k1-1`` into ``z`` [shape=(k1 - k0, n_pixels, n_cols)], then
     the fused kernel squares, averages segments and transposes it into ``out`` (bins last).
@@ -152,6 +153,7 @@ def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale,
     single-threaded BLAS, so BLAS threads and kernel threads never compete for the cores.
     """
     if xp is not np:
+        chunk = chunk or backend.gpu_chunk(n_bins, n_pix, n_cols, np.dtype(dtype).itemsize)
         z = xp.empty((min(chunk, n_bins), n_pix, n_cols), dtype)
         for k0 in range(0, n_bins, chunk):
             k1 = min(n_bins, k0 + chunk)
@@ -164,6 +166,7 @@ def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale,
     from ._kernels import cpu_kernels
 
     power_transpose = cpu_kernels().power_transpose
+    chunk = chunk or 32
     n_workers = max(1, min(threads or backend.cpu_threads(), -(-n_bins // chunk)))
 
     def work(w: int) -> None:

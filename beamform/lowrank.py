@@ -50,10 +50,18 @@ class LowRankSteering:
 
     def __init__(self, C, B, ranks, s1, tolerance):
         self.C, self.B, self.ranks, self.s1, self.tolerance = C, B, np.asarray(ranks), np.asarray(s1), tolerance
+        self._padded = {}      # (chunk, device) -> padded factors per chunk (GPU path)
 
     def flops_per_column(self, n_pix: int, n_mics: int) -> float:
         """Real flops per frame column, summed over bins (8 per complex multiply-add)."""
         return float(8 * np.sum(self.ranks * (n_pix + n_mics)))
+
+
+def cache_path(spec_digest: str, tolerance: float, dtype, device: str) -> str:
+    """Where the factors of a setting are cached.  The device is part of the key: factors made on
+    the CPU never stand in for the GPU's own factorisation (or the other way round)."""
+    key = digest("LowRank", spec_digest, float(tolerance), str(np.dtype(dtype)), device)
+    return os.path.join(cache_dir(), f"lowrank-{key}.npz")
 
 
 def factorise(A, tolerance: float, spec_digest: str | None = None, use_cache: bool = True,
@@ -68,8 +76,7 @@ def factorise(A, tolerance: float, spec_digest: str | None = None, use_cache: bo
     if not callable(A):
         xp, dtype = backend.get_xp(A), A.dtype
     cdtype = np.dtype(dtype)
-    key = digest("LowRank", spec_digest, float(tolerance), str(cdtype)) if spec_digest else None
-    path = os.path.join(cache_dir(), f"lowrank-{key}.npz") if key else None
+    path = cache_path(spec_digest, tolerance, cdtype, "cpu" if xp is np else "cuda") if spec_digest else None
     if use_cache and path and os.path.isfile(path):
         with np.load(path) as z:
             ranks, s1 = z["ranks"], z["s1"]
@@ -108,13 +115,57 @@ def factorise(A, tolerance: float, spec_digest: str | None = None, use_cache: bo
     return lr
 
 
-def steered_power_lowrank(lr: LowRankSteering, X, scale, out, n_segments: int, chunk: int = 32,
+def padded_factors(lr: LowRankSteering, chunk: int, xp=np) -> dict:
+    """The factors of each chunk of bins ``k0..k0 + chunk - 1`` stacked and zero-padded to the chunk's
+    largest rank ``r``: ``{k0: (C [shape=(kc, n_pixels, r)], B [shape=(kc, r, n_mics)])}``.  The zero
+    columns of C meet the zero rows of B, so ``C @ (B @ x)`` is each bin's ``C_k (B_k x)`` exactly, in
+    two strided-batched products per chunk instead of two small products per bin.  Built once per
+    chunk width and device, on the device of ``xp``."""
+    key = (chunk, "cpu" if xp is np else f"cuda:{xp.cuda.Device().id}")
+    if key in lr._padded:
+        return lr._padded[key]
+    n_bins, dtype = len(lr.ranks), lr.C[0].dtype
+    n_pix, n_mics = lr.C[0].shape[0], lr.B[0].shape[1]
+    out = {}
+    for k0 in range(0, n_bins, chunk):
+        k1 = min(n_bins, k0 + chunk)
+        r = int(lr.ranks[k0:k1].max())
+        C, B = xp.zeros((k1 - k0, n_pix, r), dtype), xp.zeros((k1 - k0, r, n_mics), dtype)
+        for k in range(k0, k1):
+            C[k - k0, :, : lr.ranks[k]] = xp.asarray(lr.C[k])
+            B[k - k0, : lr.ranks[k]] = xp.asarray(lr.B[k])
+        out[k0] = (C, B)
+    lr._padded[key] = out
+    return out
+
+
+def padded_product(lr: LowRankSteering, X, chunk: int, xp=np):
+    """``product(k0, k1, z)`` for :func:`acam.beamform.filter_and_sum.power_by_chunks` through
+    :func:`padded_factors` (``k0`` a multiple of ``chunk``); the GPU's low-rank product."""
+    factors = padded_factors(lr, chunk, xp)
+
+    def product(k0, k1, z):
+        C, B = factors[k0]
+        xp.matmul(C, xp.matmul(B, X[k0:k1]), out=z)
+
+    return product
+
+
+def steered_power_lowrank(lr: LowRankSteering, X, scale, out, n_segments: int, chunk: int | None = None,
                           threads: int | None = None):
-    """Like :func:`beamform.filter_and_sum.steered_power`, with ``A_k x`` computed as ``C_k (B_k x)``."""
+    """Like :func:`beamform.filter_and_sum.steered_power`, with ``A_k x`` computed as ``C_k (B_k x)``
+    (on the GPU through :func:`padded_product`)."""
     from .filter_and_sum import power_by_chunks
 
     xp = backend.get_xp(X)
     n_bins, _, n_cols = X.shape
+    if xp is not np:
+        # 64 bins per launch pair whatever the block (one padded set per setting; narrow enough that
+        # padding to the chunk's largest rank wastes little), fewer only for very long blocks
+        chunk = chunk or min(64, backend.gpu_chunk(n_bins, lr.C[0].shape[0], n_cols, np.dtype(X.dtype).itemsize))
+        return power_by_chunks(padded_product(lr, X, chunk, xp), n_bins, lr.C[0].shape[0], n_cols, X.dtype,
+                               scale, out, n_segments, chunk, threads, xp)
+    chunk = chunk or 32
 
     def product(k0, k1, z):
         for k in range(k0, k1):

@@ -162,12 +162,15 @@ def bf_digest(bf: Beamformer) -> str:
 def _stream(raw, bf, starts, block, writer, bar, first: int = 0, stop: int | None = None) -> None:
     """Read, beamform and write blocks of frames ``first..stop`` (``first`` a multiple of ``block``, so
     the blocks are the serial run's).  While block i is beamformed, block i+1 is read and block i-1
-    written by two I/O threads."""
+    written by two I/O threads (on the GPU: :func:`acam.beamform.gpu_pipeline.stream_gpu`)."""
     xp = bf.xp
+    if xp is not np:
+        from .gpu_pipeline import stream_gpu
+
+        return stream_gpu(raw, bf, starts, block, writer, bar, first, stop)
     rows, cols, n_bins = bf.cube_shape_per_frame
     # two host buffers so one can be written while the other is filled (no page faults per block)
     host = [aligned_empty((block, rows, cols, n_bins), bf.real_dtype) for _ in range(2)]
-    dev = xp.empty((block, rows, cols, n_bins), bf.real_dtype) if xp is not np else None
     stop = len(starts) if stop is None else stop
     firsts = list(range(first, stop, block))
 
@@ -184,10 +187,7 @@ def _stream(raw, bf, starts, block, writer, bar, first: int = 0, stop: int | Non
                 next_frames = reader.submit(read, firsts[i + 1])
             n = frames.shape[0]
             buf = host[i % 2][:n]
-            if dev is None:
-                bf.process(frames, out=buf)
-            else:
-                bf.process(xp.asarray(frames), out=dev[:n]).get(out=buf)
+            bf.process(frames, out=buf)
             if pending is not None:
                 pending.result()  # block i-1 written: its buffer is free for block i+1
             pending = writer_pool.submit(writer.write, f0, buf)

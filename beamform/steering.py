@@ -206,8 +206,8 @@ def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64):
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(lambda i: fill(gain, dtau, 0.0, domega, out, edges[i], edges[i + 1]), range(n)))
         return out
-    real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
-    out = xp.empty(shape, dtype)
-    backend.gpu_steering(xp.ascontiguousarray(xp.asarray(gain, real)), xp.ascontiguousarray(xp.asarray(dtau, real)),
-                          xp.asarray(np.arange(spec.n_bins) * domega, real), out)
+    out = xp.empty(shape, dtype)      # phase and gain in double precision on the GPU too
+    backend.gpu_steering(xp.asarray(np.ascontiguousarray(gain, np.float64)),
+                         xp.asarray(np.ascontiguousarray(dtau, np.float64)),
+                         xp.asarray(np.arange(spec.n_bins) * domega, np.float64), out)
     return out

@@ -90,21 +90,24 @@ class Config:
     bins: int
     block_frames: int    # frames per process() call in the compute step
     seconds: float       # length of the synthetic recording
-    gemm_n: int          # GEMM peak on gemm_n x gemm_n complex64 matrices
+    gemm_n: int          # GEMM peak on gemm_n x gemm_n complex64 matrices (CPU)
+    gpu_gemm_n: int      # the same on the GPU (8192: ~9 TFLOP, long enough for cuBLAS's peak)
     copy_mib: int        # size of each array of the bandwidth copy
     repeats: int         # timed runs of the cheap measurements
     heavy_repeats: int   # timed runs of the expensive ones (baselines, end to end)
     naive_steering: bool
 
 
-def make_config(smoke: bool, seconds: float | None, repeats: int | None) -> Config:
+def make_config(smoke: bool, seconds: float | None, repeats: int | None, device: str = "cpu") -> Config:
     if smoke:
         cfg = Config("smoke", n_mics=16, rows=6, cols=8, bins=32, block_frames=4, seconds=1.0,
-                     gemm_n=256, copy_mib=16, repeats=3, heavy_repeats=3, naive_steering=False)
+                     gemm_n=256, gpu_gemm_n=256, copy_mib=16, repeats=3, heavy_repeats=3, naive_steering=False)
     else:
         cfg = Config("full", n_mics=128, rows=36, cols=48, bins=512, block_frames=64, seconds=30.0,
-                     gemm_n=2048, copy_mib=256, repeats=5, heavy_repeats=3, naive_steering=True)
+                     gemm_n=2048, gpu_gemm_n=8192, copy_mib=256, repeats=5, heavy_repeats=3, naive_steering=True)
     changes = {}
+    if device == "cuda" and not smoke:
+        changes.update(block_frames=256)      # the pipeline's block on the GPU (RunSettings)
     if seconds is not None:
         changes["seconds"] = float(seconds)
     if repeats is not None:
@@ -266,11 +269,14 @@ class Timing(list):
 def timed(fn, repeats: int, xp=np, warmup: int = 1) -> Timing:
     """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls.
 
-    On the GPU the queue is drained before each clock read, so a sample covers the work itself.
+    On the GPU each sample is the time between two CUDA events around the call (the device's own
+    clock, no host jitter), after the queue was drained.
     """
     for _ in range(warmup):
         fn()
         backend.synchronize(xp)
+    if xp is not np:
+        return _timed_events(fn, repeats, xp)
     samples = []
     with CpuMeter() as meter:
         for _ in range(repeats):
@@ -279,6 +285,20 @@ def timed(fn, repeats: int, xp=np, warmup: int = 1) -> Timing:
             fn()
             backend.synchronize(xp)
             samples.append(time.perf_counter() - t0)
+    return Timing(samples, meter.other_cores, meter.steal_cores)
+
+
+def _timed_events(fn, repeats: int, xp) -> Timing:
+    samples = []
+    with CpuMeter() as meter:
+        for _ in range(repeats):
+            backend.synchronize(xp)
+            start, end = xp.cuda.Event(), xp.cuda.Event()
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples.append(xp.cuda.get_elapsed_time(start, end) / 1e3)
     return Timing(samples, meter.other_cores, meter.steal_cores)
 
 
@@ -292,7 +312,7 @@ def measure_limits(report: Report, cfg: Config, xp, where: str) -> None:
     """GEMM peak and copy bandwidth on one backend (``xp`` is numpy or cupy)."""
     section = f"1. Machine limit ({where})"
     rng = np.random.default_rng(1)
-    n = cfg.gemm_n
+    n = cfg.gemm_n if xp is np else cfg.gpu_gemm_n
     host = (rng.standard_normal((n, n), np.float32)
             + 1j * rng.standard_normal((n, n), np.float32)).astype(np.complex64)
     a = xp.asarray(host)
@@ -726,7 +746,7 @@ def main(argv=None) -> int:
     except AcamError as exc:
         print(f"bench_beamform: {exc}", file=sys.stderr)
         return 2
-    cfg = make_config(args.smoke, args.seconds, args.repeats)
+    cfg = make_config(args.smoke, args.seconds, args.repeats, device)
     command = shlex.join(["python", "-m", "acam.benchmarks.bench_beamform", *argv])
     started = datetime.datetime.now(datetime.timezone.utc)
     print(f"{command}\n{started.isoformat(timespec='seconds')}  mode={cfg.mode}  device={device}  "

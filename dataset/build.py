@@ -27,7 +27,7 @@ import numpy as np
 from acam import __version__
 from acam.beamform import backend
 from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
-from acam.core.tasks import Task, fans_out, local_threads, run_tasks
+from acam.core.tasks import Task, fans_out, local_threads, local_workers, run_tasks
 from acam.core.errors import AcamError
 from acam.beamform.io import atomic_output
 
@@ -105,6 +105,7 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
         raise AcamError(f"cubes={cubes!r} must be float16 or float32")
     p = PRESETS[preset]
     threads = local_threads(workers, scheduler)           # also checks --workers
+    backend.check_gpu_workers(device, local_workers(workers, scheduler))
     folder = os.fspath(folder)
     os.makedirs(os.path.join(folder, "sequences"), exist_ok=True)
     manifest = plan(p, seed)
