@@ -141,7 +141,10 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--window", default="boxcar", show_default=True, help="boxcar | hann | hamming | blackman | tukey[:ALPHA].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto uses the GPU when CuPy sees one.")
-@click.option("--precision", type=click.Choice(["single", "double"]), default="single", show_default=True)
+@click.option("--precision", type=click.Choice(["single", "double", "bf16", "bf16x3"]), default="single",
+              show_default=True, help="Steering product: complex64 | complex128 | bfloat16 operands with float32 "
+                                      "accumulation | three bfloat16 products (about float32 accuracy); bf16 and "
+                                      "bf16x3 need PyTorch (the 'learn' extra); errors in benchmarks/RESULTS.md.")
 @click.option("--dtype", "out_dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Cube storage type.")
 @click.option("--array", "array_file", type=click.Path(dir_okay=False), help="Override the file's microphone positions.")
@@ -200,8 +203,12 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     t0 = time.perf_counter()
     rep = beamform_file(raw, output, settings, geom, progress=show)
     dt = time.perf_counter() - t0
+    if rep.note:
+        click.echo(f"note: {rep.note}", err=True)
     click.echo(f"wrote {output}: {rep.n_frames} frames x {rows} x {cols} x {bins} bins on {rep.device} "
-               f"in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time)")
+               f"({rep.precision}) in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time, whole command "
+               f"after start-up)")
+    click.echo(f"  {rep.rates()}")
 
 
 def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries, overwrite, show):

@@ -230,6 +230,7 @@ class Beamformer:
             raise AcamError(f"precision={precision!r} with tolerance={tolerance} (low-rank) is not built yet; "
                             "use one of them")
         self.threads = threads
+        self.progress = False            # a progress bar while the low-rank factors are computed
         self.real_dtype, self.complex_dtype = mode.real, mode.complex
         self.frame_len, seg, self.n_segments = frame_layout(spec.sample_freq, frame_rate, spec.nfft)
         win = parse_window(window, seg)
@@ -255,8 +256,8 @@ class Beamformer:
         if self._lowrank is None:
             from .lowrank import factorise
 
-            self._lowrank = factorise(lambda: steering_matrix(self.spec, self.xp, self.complex_dtype),
-                                      self.tolerance, self.spec.digest, xp=self.xp, dtype=self.complex_dtype)
+            self._lowrank = factorise(self.spec, self.tolerance, xp=self.xp, dtype=self.complex_dtype,
+                                      progress=self.progress, threads=self.threads)
         return self._lowrank
 
     @property

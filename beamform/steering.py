@@ -101,11 +101,12 @@ class SteeringSpec:
 
 
 def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64, bins: tuple[int, int] | None = None,
-                    out=None):
+                    out=None, threads: int | None = None):
     """The steering matrix of :class:`SteeringSpec` on the device of ``xp``.
 
     ``bins=(k0, k1)`` builds only bins ``k0..k1-1`` (callers that convert or factorise the matrix
-    chunk by chunk never hold all of it); ``out`` is where to write them (CPU only).
+    chunk by chunk never hold all of it); ``out`` is where to write them and ``threads`` how many
+    threads fill it (CPU only; default: the usable cores).
 
     Returns
     -------
@@ -126,8 +127,11 @@ def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64, bins: tuple[i
         if out.shape != shape or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
             raise AcamError(f"out must be a C-contiguous {np.dtype(dtype).name} array of shape {shape}")
         fill = cpu_kernels().steering_fill
-        n = backend.cpu_threads()
+        n = threads or backend.cpu_threads()
         edges = np.linspace(0, shape[1], n + 1).astype(int)
+        if n == 1:
+            fill(gain, dtau, k0 * domega, domega, out, 0, shape[1])
+            return out
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(lambda i: fill(gain, dtau, k0 * domega, domega, out, edges[i], edges[i + 1]), range(n)))
         return out
