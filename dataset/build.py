@@ -36,9 +36,8 @@ from .scenes import SCENARIOS, simulate_sequence, subject_path, waypoint_edges, 
 from .sounds import ACTIONS, Subject, synthesise
 from .store import MANIFEST, assign_splits, read_manifest, sequence_name, write_manifest
 from .video import render
+from acam.beamform.sensor import FRAME_RATE, SAMPLE_FREQ
 
-SAMPLE_FREQ = 12288.0
-FRAME_RATE = 12.0
 N_BINS = 512
 WINDOW = "tukey:0.75"
 
