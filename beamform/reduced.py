@@ -224,3 +224,28 @@ class _bf16_math:
 
     def __exit__(self, *exc):
         self.m.fp32_precision = self.old
+
+
+# ------------------------------------------------------------------------------ GPU hook (untested)
+def gpu_product(w, x, precision: str):
+    """The steering product of a chunk on the GPU: ``w`` [shape=(kc, P, 2M)] and ``x`` [shape=(kc, 2M,
+    2C)] are CuPy float32 arrays in the real form above; returns a CuPy float32 array [shape=(kc, P,
+    2C)] (read as complex64, the chunk's ``A X``) for the GPU power/transpose kernel.
+
+    Through PyTorch on the device (zero-copy DLPack): ``bf16`` rounds both operands to bfloat16 and
+    multiplies on the tensor cores with float32 accumulation and a float32 result (``out_dtype``);
+    ``bf16x3`` concatenates ``[Wh | Wh | Wl] @ [Xh; Xl; Xh]`` the same way.  Not yet wired into
+    :class:`~acam.beamform.filter_and_sum.Beamformer` (which refuses reduced precisions on the GPU) and
+    not yet run on a GPU: the session that wrote it had none.
+    """
+    torch = torch_or_error(precision)
+    wt, xt = torch.from_dlpack(w), torch.from_dlpack(x)
+    if precision == "bf16":
+        a, b = wt.to(torch.bfloat16), xt.to(torch.bfloat16)
+    else:
+        (wh, wl), (xh, xl) = split_bf16(wt, torch), split_bf16(xt, torch)
+        a, b = torch.cat([wh, wh, wl], dim=2), torch.cat([xh, xl, xh], dim=1)
+    y = torch.bmm(a, b, out_dtype=torch.float32)
+    import cupy
+
+    return cupy.from_dlpack(y)
