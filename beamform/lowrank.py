@@ -93,7 +93,7 @@ def cache_path(spec, tolerance: float, dtype) -> tuple[str, str]:
 
 
 def factorise(spec, tolerance: float, xp=np, dtype=np.complex64, use_cache: bool = True,
-              progress: bool = False, chunk: int = 8, threads: int | None = None) -> LowRankSteering:
+              progress: bool = False, chunk: int = 32, threads: int | None = None) -> LowRankSteering:
     """The truncated factors of the steering matrix of ``spec`` (a
     :class:`~acam.beamform.steering.SteeringSpec`), from the cache when a valid file is there."""
     if not 0 < tolerance < 1:
@@ -129,13 +129,14 @@ def _by_chunks(spec, dtype, chunk: int, threads: int | None, fn, progress: bool 
     n_bins = spec.n_bins
     n_workers = max(1, min(threads or backend.cpu_threads(), -(-n_bins // chunk)))
     bar = progress_bar(n_bins, progress, what, "bin")
+    gains = spec.gains_and_delays()
     lock = threading.Lock()
 
     def work(w: int) -> None:
         buf = np.empty((min(chunk, n_bins), spec.grid.n_pixels, len(spec.active)), dtype)
         for k0 in range(w * chunk, n_bins, n_workers * chunk):
             k1 = min(n_bins, k0 + chunk)
-            A = steering_matrix(spec, np, dtype, (k0, k1), buf[: k1 - k0], threads=1)
+            A = steering_matrix(spec, np, dtype, (k0, k1), buf[: k1 - k0], threads=1, gains=gains)
             for k in range(k0, k1):
                 fn(k, A[k - k0])
             with lock:
@@ -184,7 +185,7 @@ def _rebuild(spec, tolerance, dtype, ranks, s1, V, chunk, threads):
         r = v.shape[1]
         gram = v.conj().T.astype(np.complex128) @ v
         c = a @ v
-        c_energy = float(np.sum(np.abs(c.astype(np.complex128)) ** 2))
+        c_energy = float(np.square(c.view(c.real.dtype), dtype=np.float64).sum())
         left_out = a_energy - c_energy
         allowed = (n_mics - r) * (tolerance * s1[k]) ** 2 * 1.01 + 1e-5 * a_energy
         if (not np.all(np.isfinite(c)) or np.abs(gram - np.eye(r)).max() > 1e-3

@@ -185,18 +185,19 @@ class SteeringSpec:
 
 
 def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64, bins: tuple[int, int] | None = None,
-                    out=None, threads: int | None = None):
+                    out=None, threads: int | None = None, gains=None):
     """The steering matrix of :class:`SteeringSpec` on the device of ``xp``.
 
     ``bins=(k0, k1)`` builds only bins ``k0..k1-1`` (callers that convert or factorise the matrix
     chunk by chunk never hold all of it); ``out`` is where to write them and ``threads`` how many
-    threads fill it (CPU only; default: the usable cores).
+    threads fill it (CPU only; default: the usable cores).  ``gains``: ``spec.gains_and_delays()``
+    when the caller builds many chunks (it costs about 20 ms per call on the sensor's grid).
 
     Returns
     -------
     array [shape=(k1 - k0, n_pixels, n_active_mics), dtype=complex64 or complex128]
     """
-    gain, dtau = spec.gains_and_delays()
+    gain, dtau = spec.gains_and_delays() if gains is None else gains
     domega = 2 * np.pi * spec.sample_freq / spec.nfft
     k0, k1 = bins if bins is not None else (0, spec.n_bins)
     if not 0 <= k0 < k1 <= spec.n_bins:
@@ -229,9 +230,9 @@ def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64, bins: tuple[i
 def steering_chunks(spec: SteeringSpec, chunk: int, dtype=np.complex64):
     """``(k0, k1, A[k0:k1])`` for consecutive chunks of ``chunk`` bins, built on the CPU into one
     reused buffer (each chunk is valid until the next one is asked for)."""
-    buf = None
+    buf, gains = None, spec.gains_and_delays()
     for k0 in range(0, spec.n_bins, chunk):
         k1 = min(spec.n_bins, k0 + chunk)
         if buf is None:
             buf = np.empty((min(chunk, spec.n_bins), spec.grid.n_pixels, len(spec.active)), dtype)
-        yield k0, k1, steering_matrix(spec, np, dtype, (k0, k1), buf[: k1 - k0])
+        yield k0, k1, steering_matrix(spec, np, dtype, (k0, k1), buf[: k1 - k0], gains=gains)
