@@ -21,11 +21,12 @@ import numpy as np
 
 from ..core.checks import number
 from ..core.errors import AcamError
+from ..core.progress import progress_bar
 from ..core.resources import check_allocation
 from .geometry import ArrayGeometry, check_layout, sunflower
 from .grid import CameraGrid
 from .psf import _main_lobe, psf
-from .steering import SPEED_OF_SOUND
+from .steering import SPEED_OF_SOUND, distances, steering_weights, transfer
 
 
 class _PsfState:
@@ -33,21 +34,20 @@ class _PsfState:
 
     def __init__(self, xy: np.ndarray, grid: CameraGrid, freqs: np.ndarray, c: float):
         self.look = grid.look_points().reshape(-1, 3)
-        self.r_p0 = np.linalg.norm(self.look, axis=1)
         self.src = np.array([0.0, 0.0, grid.focus])
-        self.k = 2 * np.pi * freqs / c
+        self.freqs, self.c = np.asarray(freqs, float), c
         self.n = len(xy)
         self.terms = np.stack([self.term(p) for p in xy], 0)   # (M, F, P)
         self.beam = self.terms.sum(0)
 
     def term(self, p: np.ndarray) -> np.ndarray:
-        m = np.array([p[0], p[1], 0.0])
-        r_pm = np.linalg.norm(self.look - m, axis=1)
-        r_sm = np.linalg.norm(self.src - m)
-        r_s0 = np.linalg.norm(self.src)
-        phase = (r_pm - self.r_p0)[None, :] - (r_sm - r_s0)
-        amp = (r_pm / self.r_p0) * (r_s0 / r_sm) / self.n
-        return amp[None, :] * np.exp(1j * self.k[:, None] * phase)
+        """One microphone's contribution ``A[f, :, m] h[f, s, m]`` (formulation II, whose gain is
+        per microphone, so a move changes one term)."""
+        m = np.array([[p[0], p[1], 0.0]])
+        r_pm, r_p0 = distances(self.look, m)
+        r_sm, r_s0 = distances(self.src[None], m)
+        a = steering_weights(r_pm, r_p0, np.ones(1), self.freqs, self.c, "inverse")[:, :, 0] / self.n
+        return a * transfer(r_sm, r_s0, self.freqs, self.c)[:, 0, 0][:, None]
 
 
 def _objective(beam: np.ndarray, side: np.ndarray) -> float:
@@ -96,19 +96,15 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
     best_obj = cur_obj = _objective(state.beam, side)
     best_xy = xy.copy()
     t0, t1 = 0.5, 0.01          # annealing temperature, dB
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=iterations, unit="move", desc="optimising layout", dynamic_ncols=True)
+    bar = progress_bar(iterations, progress, "optimising layout", "move")
     for it in range(iterations):
         frac = it / max(iterations, 1)
         temp = t0 * (t1 / t0) ** frac
         step = min_spacing * (1.0 - 0.9 * frac)
         j = int(rng.integers(n_mics))
         new = xy[j] + rng.normal(0, step, 2)
-        if bar is not None and it % 100 == 0:
-            bar.set_postfix(worst_sidelobe=f"{best_obj:.2f} dB")
+        if it % 100 == 0:
+            bar.set_postfix(worst_sidelobe=f"{best_obj:.2f} dB", refresh=False)
             bar.update(100 if it else 0)
         if np.any(np.abs(new) > half) or np.hypot(*new) < clearance:
             continue
@@ -125,9 +121,8 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
             cur_obj = obj
             if obj < best_obj:
                 best_obj, best_xy = obj, xy.copy()
-    if bar is not None:
-        bar.update(iterations - bar.n)
-        bar.close()
+    bar.update(iterations - bar.n)
+    bar.close()
     return ArrayGeometry(np.column_stack([best_xy, np.zeros(n_mics)]), f"optimised{n_mics}")
 
 

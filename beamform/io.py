@@ -12,6 +12,9 @@ Raw recording (``raw.h5``)
 Acoustic cube (``cube.h5``)
     ``cube``           (n_frames, rows, cols, n_bins) power, float32 (or float16); row 0 = top.
     ``frequencies``    (n_bins,) Hz.       ``look_points``  (rows, cols, 3) metres.
+                       The cube's dimensions are named ``frame, row, col, frequency`` and carry
+                       HDF5 dimension scales with a ``units`` attribute: ``frame_time`` (s),
+                       ``row_y`` (m), ``col_x`` (m), ``frequencies`` (Hz).
     attributes         sample_freq, frame_rate, nfft, n_bins, focus, speed_of_sound, hfov, vfov,
                        window, weights, bad_mics, source_file, version, settings_digest.
     ``source_positions`` is copied from the raw file when present.
@@ -39,11 +42,12 @@ from ..core.h5read import attr_number, check_storage, dataset as checked_dataset
 from ..core.resources import check_allocation
 from ..core.safeio import atomic_output, open_h5, register_input
 from .geometry import ArrayGeometry
+from .sensor import FRAME_RATE
 
 __all__ = ["atomic_output", "RawRecording", "write_raw", "CubeWriter", "Cube", "aligned_empty"]
 
 TIME_DTYPES = (np.int16, np.int32, np.float32, np.float64)
-DEFAULT_FRAME_RATE = 12.0
+DEFAULT_FRAME_RATE = FRAME_RATE
 
 
 def _open_h5(path, what: str) -> h5py.File:
@@ -253,6 +257,7 @@ class CubeWriter:
             dsid = h5py.h5d.create(f.id, b"cube", tid, space, dcpl=dcpl)
             self.offset = dsid.get_offset()
             dsid.close()
+            label_cube_dimensions(f, attrs)
         if self.offset is None and np.prod(self.shape) > 0:
             raise AcamError(f"cannot allocate the cube in {self.path!r}")
         self._open()
@@ -333,6 +338,35 @@ def check_source_positions(arr: np.ndarray, path) -> None:
                           "or (n_sources, n_frames, 3)")
     if not np.all(np.isfinite(arr)):
         raise FormatError(f"{path}: 'source_positions' holds NaN or infinite values")
+CUBE_DIMENSIONS = (("frame", "frame_time", "s", "start of each frame (time of its first sample)"),
+                   ("row", "row_y", "m", "y (up) of the row's look points on the focus plane; row 0 = top"),
+                   ("col", "col_x", "m", "x (right) of the column's look points on the focus plane"),
+                   ("frequency", "frequencies", "Hz", "centre frequency of each bin"))
+
+
+def label_cube_dimensions(f: h5py.File, attrs: dict) -> None:
+    """Name the ``cube`` dataset's four dimensions and attach HDF5 dimension scales with units
+    (``frame_time`` s, ``row_y`` m, ``col_x`` m, ``frequencies`` Hz), so any HDF5 reader (h5py's
+    ``dims``, netCDF tools, HDFView) can label the axes.  No timestamps: files stay byte-equal."""
+    cube = f["cube"]
+    n, rows, cols, _ = cube.shape
+    fs, fr = attrs.get("sample_freq"), attrs.get("frame_rate")
+    if fs and fr:
+        times = np.floor(np.arange(n) * (float(fs) / float(fr)) + 0.5) / float(fs)
+    else:
+        times = np.arange(n, dtype=float)
+    look = f["look_points"][()]
+    values = {"frame_time": times, "row_y": look[:, 0, 1] if look.shape[:2] == (rows, cols) else np.arange(rows),
+              "col_x": look[0, :, 0] if look.shape[:2] == (rows, cols) else np.arange(cols)}
+    for i, (label, name, unit, what) in enumerate(CUBE_DIMENSIONS):
+        if name not in f:
+            f.create_dataset(name, data=np.asarray(values[name], float))
+        scale = f[name]
+        scale.attrs["units"] = unit
+        scale.attrs["long_name"] = what
+        scale.make_scale(label)
+        cube.dims[i].label = label
+        cube.dims[i].attach_scale(scale)
 
 
 @dataclass

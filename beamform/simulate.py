@@ -23,9 +23,9 @@ from ..core.errors import AcamError
 from ..core.resources import check_allocation
 from ..core.safeio import input_file
 from .geometry import ArrayGeometry, default_array
+from .sensor import SAMPLE_FREQ, SPEED_OF_SOUND
 
 KINDS = ("noise", "tone", "chirp", "burst", "wav")
-SENSOR_SAMPLE_FREQ = 12288.0
 MAX_ORDER = 50          # image-source order; the count of images grows as its cube
 
 
@@ -74,7 +74,9 @@ class SourceSpec:
             kind, _, arg = head.partition(":")
             kw: dict = {"position": pos, "kind": kind, "amplitude": amp}
             if kind == "tone":
-                kw["freq"] = float(arg or 1000)
+                if not arg:
+                    raise ValueError("a tone needs its frequency, e.g. tone:2000@0,0,2")
+                kw["freq"] = float(arg)
             elif kind == "chirp":
                 a, _, b = (arg or "500-6000").partition("-")
                 kw["freq"], kw["freq2"] = float(a), float(b)
@@ -114,6 +116,22 @@ class SourceSpec:
         number("source amplitude", self.amplitude, lo=0)
         if self.kind == "wav":
             input_file(self.path, "WAV file")
+
+
+def source_warnings(sources, hfov: float = 60.0, vfov: float = 45.0) -> list[str]:
+    """One line for each source that no picture will show: behind the array (z <= 0), or outside
+    the camera's ``hfov`` x ``vfov`` degree view."""
+    out = []
+    for i, s in enumerate(sources, 1):
+        x, y, z = (float(c) for c in s.position)
+        where = f"source {i} ({s.kind} at {x:g},{y:g},{z:g} m)"
+        if z <= 0:
+            out.append(f"{where} is behind the array (z <= 0, z points forward): it is simulated, "
+                       "but no picture shows it")
+        elif abs(math.degrees(math.atan2(x, z))) > hfov / 2 or abs(math.degrees(math.atan2(y, z))) > vfov / 2:
+            out.append(f"{where} is outside the {hfov:g} x {vfov:g} degree view: it is simulated, "
+                       "but no picture shows it")
+    return out
 
 
 def load_wav(path: str, rate: float) -> np.ndarray:
@@ -182,7 +200,7 @@ class Scene:
         SourceSpec((-0.55, 0.25, 2.5), "noise", amplitude=1.0),
         SourceSpec((0.6, -0.3, 3.0), "chirp", 800.0, 5000.0, amplitude=0.8)))
     duration: float = 2.0
-    sample_freq: float = SENSOR_SAMPLE_FREQ
+    sample_freq: float = SAMPLE_FREQ
     room: str = "anechoic"
     room_dim: tuple = (7.0, 6.0, 3.0)
     rt60: float = 0.5
@@ -304,7 +322,7 @@ def simulate(scene: Scene, geometry: ArrayGeometry | None = None, extra_points=N
 
 
 def diffuse_noise(positions: np.ndarray, n: int, fs: float, rng: np.random.Generator,
-                  n_waves: int = 256, c: float = 343.0, nperseg: int = 512) -> np.ndarray:
+                  n_waves: int = 256, c: float = SPEED_OF_SOUND, nperseg: int = 512) -> np.ndarray:
     """Spherically isotropic noise: a sum of ``n_waves`` independent white plane waves arriving
     from directions spread evenly over the sphere (Fibonacci lattice).
 

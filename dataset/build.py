@@ -27,7 +27,7 @@ import numpy as np
 from acam import __version__
 from acam.beamform import backend
 from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
-from acam.core.tasks import Task, fans_out, local_threads, run_tasks
+from acam.core.tasks import Task, fans_out, local_threads, local_workers, run_tasks
 from acam.core.checks import number
 from acam.core.errors import AcamError
 from acam.beamform.io import atomic_output
@@ -37,9 +37,8 @@ from .scenes import SCENARIOS, simulate_sequence, subject_path, waypoint_edges, 
 from .sounds import ACTIONS, Subject, synthesise
 from .store import MANIFEST, assign_splits, read_manifest, sequence_name, sequence_problem, write_manifest
 from .video import render
+from acam.beamform.sensor import FRAME_RATE, SAMPLE_FREQ
 
-SAMPLE_FREQ = 12288.0
-FRAME_RATE = 12.0
 N_BINS = 512
 WINDOW = "tukey:0.75"
 
@@ -108,6 +107,7 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
     number("limit", limit, lo=0, integer=True, none_ok=True)
     p = PRESETS[preset]
     threads = local_threads(workers, scheduler)           # also checks --workers
+    backend.check_gpu_workers(device, local_workers(workers, scheduler))
     folder = os.fspath(folder)
     os.makedirs(os.path.join(folder, "sequences"), exist_ok=True)
     manifest = plan(p, seed)

@@ -36,10 +36,10 @@ from acam.core.errors import AcamError, FormatError
 from acam.core.resources import check_allocation
 from acam.core.safeio import atomic_output, input_file, reads_inputs, register_input
 from acam.beamform.geometry import ArrayGeometry, default_array
+from acam.beamform.sensor import BAD_MICS, FRAME_RATE, SAMPLE_FREQ
 
 DC_MICS, DC_SAMPLES = 128, 1024
-DC_BAD_MICS = (79, 105)
-SENSOR_RATE = 12288.0
+DC_BAD_MICS = BAD_MICS
 
 
 # ------------------------------------------------------------------------------ TFRecord framing
@@ -311,7 +311,7 @@ def _claim_folder(out_dir: str, src_dir: str) -> None:
         raise AcamError(f"{out_dir!r} already holds sequence files but no manifest; choose another folder")
     os.makedirs(os.path.join(out_dir, "sequences"), exist_ok=True)
     write_manifest(out_dir, {"kind": "acam-dataset", "imported_from": os.path.abspath(src_dir), "seed": None,
-                             "preset": None, "sample_freq": SENSOR_RATE, "frame_rate": 12.0, "sequences": []})
+                             "preset": None, "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "sequences": []})
 
 
 _FEATURES = ("audio/image", "audio/data", "video/image")
@@ -360,7 +360,7 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
                              compression_opts=4)
             f.attrs.update({"action": action, "action_name": ACTIONS[action] if action < len(ACTIONS) else "",
                             "scenario": location + 1, "subject": subject, "repetition": rep,
-                            "sample_freq": SENSOR_RATE, "frame_rate": 12.0, "frame_len": frame_len,
+                            "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "frame_len": frame_len,
                             "source": os.path.abspath(folder), "mono_units": "sensor counts"})
         seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": action,
                      "action_name": ACTIONS[action] if action < len(ACTIONS) else "",
@@ -370,7 +370,7 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
     for s in seqs:
         s["split"] = splits[s["name"]]
     manifest = {"kind": "acam-dataset", "imported_from": os.path.abspath(src_dir), "seed": None,
-                "preset": None, "sample_freq": SENSOR_RATE, "frame_rate": 12.0, "sequences": seqs}
+                "preset": None, "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "sequences": seqs}
     write_manifest(out_dir, manifest)
     return manifest
 
@@ -410,8 +410,8 @@ def import_dc(src_dir, out_path, array: ArrayGeometry | None = None, bad_mics=DC
             frame = frame.T.copy()
             frame[:, mask] = 0
             td[i * DC_SAMPLES:(i + 1) * DC_SAMPLES] = frame
-        td.attrs["sample_freq"] = SENSOR_RATE
-        f.attrs.update({"sample_freq": SENSOR_RATE, "frame_rate": 12.0, "source": os.path.abspath(src_dir),
+        td.attrs["sample_freq"] = SAMPLE_FREQ
+        f.attrs.update({"sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "source": os.path.abspath(src_dir),
                         "positions_note": "array file given" if array else
                         "the sensor's positions are unpublished: acam's default layout stands in"})
         f.create_dataset("mic_positions", data=geometry.positions)

@@ -75,7 +75,7 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
     for t in tasks:                        # every setting checked before anything starts
         check_train_config(t.args[0])
     os.makedirs(out_dir, exist_ok=True)
-    rep = run_tasks(tasks, scheduler, workers, retries, progress and fanned, "runs", echo)
+    rep = run_tasks(tasks, scheduler, workers, retries, progress, "runs", echo)
     if echo is not None and fanned:
         echo(rep.summary(tasks))
     results: dict = {}
