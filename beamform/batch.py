@@ -25,7 +25,7 @@ from ..core.progress import progress_bar
 from ..core.tasks import Report, Task, local_threads, local_workers, run_tasks
 from ..core.checks import number
 from ..core.errors import AcamError
-from ..core.safeio import check_output, part_path, remove_stale_parts, write_failure
+from ..core.safeio import check_output, part_path, reads_inputs, remove_stale_parts, write_failure
 from . import backend
 from .geometry import ArrayGeometry
 from .io import CubeWriter, RawRecording
@@ -158,16 +158,16 @@ def _up_to_date(out: str, raw_path: str, digest: str, n_frames: int) -> bool:
 def existing_is_current(out: str, raw_path: str, digest: str, n_frames: int) -> bool:
     """The rule for an output that may exist: False when there is none (make it), True when it is up
     to date (skip it); an :class:`AcamError` when it exists but is not (see the module docs)."""
-    if not os.path.exists(out):
+    if not os.path.lexists(out):
         return False
-    if os.path.exists(raw_path) and os.path.samefile(out, raw_path):
-        raise AcamError(f"output {os.path.abspath(out)!r} is also an input; choose another output path")
+    check_output(out, (raw_path,))      # an input of the command, a FIFO or a folder: refused, unopened
     if _up_to_date(out, raw_path, digest, n_frames):
         return True
     raise AcamError(f"{out} exists and was made with other settings or from another or a newer "
                     f"recording; use --overwrite to replace it")
 
 
+@reads_inputs
 def beamform_one(raw_path, out, settings: RunSettings = RunSettings(), array: ArrayGeometry | None = None,
                  overwrite: bool = False, progress: bool = False):
     """One recording, with the same rule for an existing output as :func:`beamform_many`: returns
