@@ -135,14 +135,19 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
     kw = {}
     if sources:
         kw["sources"] = tuple(SourceSpec.parse(s) for s in sources)
-        for line in source_warnings(kw["sources"], HFOV, VFOV):
-            click.echo(f"warning: {line}", err=True)
     scene = Scene(duration=duration, sample_freq=sample_rate, room=room,
                   room_dim=_floats(room_dim, 3, "--room-dim"), rt60=rt60, absorption=absorption,
                   max_order=max_order,
                   array_position=_floats(array_pos, 3, "--array-pos") if array_pos else None,
                   noise_snr=noise_snr, seed=seed, frame_rate=frame_rate, **kw)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
+    from acam.core.safeio import check_output
+
+    scene.validate(geom.n_mics if geom else 128)      # bad settings and outputs fail before any warning
+    check_output(output)
+    if sources:
+        for line in source_warnings(scene.sources, HFOV, VFOV):
+            click.echo(f"warning: {line}", err=True)
     rec = simulate(scene, geom)
     write_raw(output, rec["time_data"], rec["sample_freq"], rec["mic_positions"], frame_rate,
               source_positions=rec["source_positions"],

@@ -40,7 +40,7 @@ import numpy as np
 from ..core.errors import AcamError, FormatError
 from ..core.h5read import attr_number, check_storage, dataset as checked_dataset, read_all
 from ..core.resources import check_allocation
-from ..core.safeio import atomic_output, open_h5, register_input
+from ..core.safeio import atomic_output, h5_output, open_h5, register_input, reserve
 from .geometry import ArrayGeometry
 from .sensor import FRAME_RATE
 
@@ -193,7 +193,8 @@ def write_raw(path, time_data: np.ndarray, sample_freq: float, mic_positions: np
     mic_positions = np.asarray(mic_positions, float)
     if mic_positions.shape != (time_data.shape[1], 3):
         raise AcamError(f"{time_data.shape[1]} channels do not fit mic_positions of shape {mic_positions.shape}")
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_output(path) as tmp, h5_output(tmp) as f:
+        reserve(f, time_data.nbytes + (0 if video is None else np.asarray(video).nbytes) + (1 << 20), path)
         td = f.create_dataset("time_data", data=time_data)
         td.attrs["sample_freq"] = float(sample_freq)
         f.attrs["sample_freq"] = float(sample_freq)
@@ -235,11 +236,14 @@ class CubeWriter:
 
     def __init__(self, path, n_frames: int, rows: int, cols: int, frequencies: np.ndarray,
                  look_points: np.ndarray, attrs: dict, dtype=np.float32,
-                 extra: dict[str, np.ndarray] | None = None):
+                 extra: dict[str, np.ndarray] | None = None, final: str | None = None):
         self.path = os.fspath(path)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.shape = (n_frames, rows, cols, len(frequencies))
-        with h5py.File(self.path, "w", alignment_threshold=PAGE, alignment_interval=PAGE) as f:
+        with h5_output(self.path, alignment_threshold=PAGE, alignment_interval=PAGE) as f:
+            extra_bytes = sum(np.asarray(v).nbytes for v in (extra or {}).values() if v is not None)
+            reserve(f, int(np.prod(self.shape)) * self.dtype.itemsize + extra_bytes
+                    + np.asarray(look_points).nbytes + len(frequencies) * 16 + (1 << 20), final or self.path)
             f.create_dataset("frequencies", data=np.asarray(frequencies, float))
             f.create_dataset("look_points", data=np.asarray(look_points, float))
             for k, v in (extra or {}).items():
@@ -256,6 +260,7 @@ class CubeWriter:
             tid = h5py.h5t.py_create(self.dtype)
             dsid = h5py.h5d.create(f.id, b"cube", tid, space, dcpl=dcpl)
             self.offset = dsid.get_offset()
+            f.flush()           # a full disk fails here, before any object is closed (see h5_output)
             dsid.close()
             label_cube_dimensions(f, attrs)
         if self.offset is None and np.prod(self.shape) > 0:

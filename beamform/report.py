@@ -36,6 +36,7 @@ def _psf_chunks(geometry, grid, freqs, bar) -> np.ndarray:
 
 def work_units(grid: CameraGrid, freqs, band=(500.0, 6000.0), band_step=100.0) -> int:
     """Frequencies :func:`evaluate` computes a PSF at (the unit of its progress)."""
+    freqs = check_freqs(freqs, band, band_step)
     dense = np.arange(band[0], band[1] + band_step / 2, band_step)
     return len(freqs) + len(dense) + len(grating_search_freqs(band[1] * 2))
 

@@ -341,6 +341,8 @@ def atomic_output(path, protect=()):
             os.unlink(tmp)
         if reason:
             raise AcamError(f"cannot write {path}: {reason}") from None
+        if isinstance(exc, AcamError) and tmp in str(exc):      # name the output, not its part file
+            raise type(exc)(str(exc).replace(tmp, path)) from None
         raise
 
 
@@ -398,6 +400,97 @@ def _write_limits(part: str) -> str | None:
         if vfs.f_bavail * vfs.f_frsize < 1 << 20:
             return _WRITE_ERRNOS[errno.ENOSPC]
     return None
+
+
+@contextlib.contextmanager
+def h5_output(path, **kw):
+    """``h5py.File(path, "w")`` that closes cleanly when writing failed (a full disk, a size limit).
+
+    HDF5 cannot close a file whose final flush fails: its objects are left half-closed and the
+    process may crash when it exits.  So the file is flushed first, while nothing is closed; when
+    that (or the block) fails, the file's descriptor is pointed at ``/dev/null`` (the part file is
+    discarded anyway) before closing, so that close succeeds; the error is raised as it came."""
+    import h5py
+
+    f = h5py.File(path, "w", **kw)
+    try:
+        yield f
+        f.flush()            # every write happens here, while no object is closed yet
+    except BaseException:
+        _abandon(f)
+        raise
+    f.close()
+    end = h5_end(path)       # give back what :func:`reserve` claimed beyond the file's end
+    if end is not None and os.path.getsize(path) > end:
+        os.truncate(path, end)
+
+
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def h5_end(path) -> int | None:
+    """The end-of-file address an HDF5 file's superblock records (None if it cannot be read)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        base = 0
+        while base + 64 <= size:
+            fh.seek(base)
+            head = fh.read(64)
+            if head[:8] == _SIGNATURE:
+                if head[8] in (0, 1):           # superblock v0/v1: three addresses after a fixed part
+                    so, pos = head[13], 24 + (4 if head[8] == 1 else 0)
+                elif head[8] in (2, 3):
+                    so, pos = head[9], 12
+                else:
+                    return None
+                addr = lambda i: int.from_bytes(head[pos + i * so: pos + (i + 1) * so], "little")  # noqa: E731
+                return base + addr(2) if so in (4, 8) else None
+            base = 512 if base == 0 else base * 2
+    return None
+
+
+def reserve(f, nbytes: int, path) -> None:
+    """Claim ``nbytes`` of disk for the HDF5 file ``f`` (open for writing) before writing to it, so
+    that a full disk or a file-size limit fails here, in one line naming ``path``, and not inside
+    HDF5 (which cannot recover from a failed write).  HDF5 trims the file to its real end when it
+    closes it.  File systems without ``fallocate`` are written to without a reservation."""
+    fd = f.id.get_vfd_handle()
+    code = _fallocate(fd, int(nbytes))
+    if code:
+        from .resources import human_bytes
+
+        reason = _WRITE_ERRNOS.get(code, os.strerror(code))
+        raise AcamError(f"cannot write {path}: {reason} (it needs about {human_bytes(nbytes)})")
+
+
+def _fallocate(fd: int, nbytes: int) -> int:
+    """``fallocate(fd, 0, 0, nbytes)``: 0 on success or when the file system cannot reserve space
+    (nothing is emulated: no slow zero-filling), else the errno."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.fallocate64
+    except (OSError, AttributeError):
+        return 0
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if fn(fd, 0, 0, nbytes) == 0:
+        return 0
+    code = ctypes.get_errno()
+    return 0 if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV) else code
+
+
+def _abandon(f) -> None:
+    with contextlib.suppress(Exception):
+        fd = f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    with contextlib.suppress(Exception):
+        f.close()
 
 
 def write_text(path, text: str, protect=()) -> None:

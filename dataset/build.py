@@ -31,6 +31,7 @@ from acam.core.tasks import Task, fans_out, local_threads, local_workers, run_ta
 from acam.core.checks import number
 from acam.core.errors import AcamError
 from acam.beamform.io import atomic_output
+from acam.core.safeio import h5_output, reserve
 
 from .mfcc import cube_mfcc_settings, mfcc
 from .scenes import SCENARIOS, simulate_sequence, subject_path, waypoint_edges, waypoint_positions
@@ -168,7 +169,9 @@ def build_sequence(path: str, seq: dict, p: Preset, bf: Beamformer, seed: int, c
     bin_hz, factor = cube_mfcc_settings({"nfft": bf.spec.nfft, "n_bins": bf.spec.n_bins, "window": WINDOW,
                                          "frame_len": L, "sample_freq": fs})
     rows, cols = grid.rows, grid.cols
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_output(path) as tmp, h5_output(tmp) as f:
+        reserve(f, n_frames * rows * cols * (48 + (N_BINS * np.dtype(cubes).itemsize if cubes else 0))
+                + n * 4 * (1 + keep_raw * raw.shape[1]) + video.nbytes + (1 << 20), path)
         d_mfcc = f.create_dataset("mfcc", (n_frames, rows, cols, 12), np.float32)
         d_cube = (f.create_dataset("cube", (n_frames, rows, cols, N_BINS), cubes,
                                    chunks=(1, rows, cols, N_BINS)) if cubes else None)

@@ -34,7 +34,7 @@ import numpy as np
 
 from acam.core.errors import AcamError, FormatError
 from acam.core.resources import check_allocation
-from acam.core.safeio import atomic_output, input_file, reads_inputs, register_input
+from acam.core.safeio import atomic_output, h5_output, input_file, reads_inputs, register_input, reserve
 from acam.beamform.geometry import ArrayGeometry, default_array
 from acam.beamform.sensor import BAD_MICS, FRAME_RATE, SAMPLE_FREQ
 
@@ -353,7 +353,8 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
         video = np.concatenate([r["video/image"][..., ::-1] for r in recs])
         frame_len = recs[0]["audio/data"].shape[-1]
         path = os.path.join(out_dir, "sequences", name + ".h5")
-        with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_output(path) as tmp, h5_output(tmp) as f:
+            reserve(f, mfcc.nbytes + mono.nbytes + video.nbytes + (1 << 20), path)
             f.create_dataset("mfcc", data=mfcc)
             f.create_dataset("mono", data=mono)
             f.create_dataset("video", data=video, chunks=(1,) + video.shape[1:], compression="gzip",
@@ -398,7 +399,8 @@ def import_dc(src_dir, out_path, array: ArrayGeometry | None = None, bad_mics=DC
         if not 0 <= int(m) < DC_MICS:
             raise AcamError(f"bad microphone {m} is outside 0..{DC_MICS - 1}")
         mask[int(m)] = True
-    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_output(out_path) as tmp, h5_output(tmp) as f:
+        reserve(f, len(files) * DC_SAMPLES * DC_MICS * 4 + (1 << 20), out_path)
         td = f.create_dataset("time_data", (len(files) * DC_SAMPLES, DC_MICS), np.int32)
         for i, name in enumerate(files):
             path = os.path.join(src_dir, name)

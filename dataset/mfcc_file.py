@@ -9,7 +9,7 @@ import h5py
 from acam.beamform import backend
 from acam.beamform.io import Cube, atomic_output
 from acam.core.errors import FormatError
-from acam.core.safeio import reads_inputs
+from acam.core.safeio import h5_output, reads_inputs, reserve
 
 from .mfcc import cube_mfcc_settings, mfcc
 
@@ -27,7 +27,8 @@ def mfcc_file(cube_path, out_path, units: str = "lab", assumed_rate: float | Non
         cube.require("nfft", "sample_freq")
         bin_hz, factor = cube_mfcc_settings(cube.attrs, units, assumed_rate)
         n, rows, cols, _ = cube.cube.shape
-        with atomic_output(out_path, protect=(os.fspath(cube_path),)) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_output(out_path, protect=(os.fspath(cube_path),)) as tmp, h5_output(tmp) as f:
+            reserve(f, n * rows * cols * 12 * 4 + (1 << 20), out_path)
             out = f.create_dataset("mfcc", (n, rows, cols, 12), "float32")
             for name in ("frequencies", "look_points", "source_positions", "mic_positions"):
                 if name in cube.file:

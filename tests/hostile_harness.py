@@ -1077,7 +1077,7 @@ TRAIN_OPTIONS = {
     "lr nan": (["--lr", "nan"], ["lr=nan"]),
     "lr -1": (["--lr", "-1"], ["lr=-1"]),
     "seed -1": (["--seed", "-1"], ["seed=-1"]),
-    "train-on 4": (["--train-on", "4"], ["'4'", "scenarios"]),
+    "train-on 4": (["--train-on", "4"], ["'4'", "scenario"]),
 }
 for _name, (_args, _words) in TRAIN_OPTIONS.items():
     def _setup(ws, args=_args):
@@ -1192,8 +1192,8 @@ def _(ws):
 BENCH_OPTIONS = {
     "beamform --sweep bogus": (["beamform", "--sweep", "bogus"], ["bogus", "sweeps"]),
     "beamform --tolerances a": (["beamform", "--tolerances", "a"], ["--tolerances"]),
-    "beamform --tolerances 5": (["beamform", "--tolerances", "5"], ["--tolerances"]),
-    "beamform --seconds 0": (["beamform", "--seconds", "-1"], ["--seconds"]),
+    "beamform --tolerances 5": (["beamform", "--tolerances", "5"], ["tolerance=5"]),
+    "beamform --seconds -1": (["beamform", "--seconds", "-1"], ["seconds=-1"]),
     "scale --workers a,b": (["scale", "--workers", "a,b"], ["--workers", "'a,b'"]),
     "scale --workers 0": (["scale", "--workers", "0"], ["workers"]),
     "scale --files 0": (["scale", "--files", "0"], ["files=0"]),

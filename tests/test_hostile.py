@@ -921,3 +921,32 @@ def test_frames_per_task_zero_makes_no_folder(tmp_path, raw):
 def test_zero_frame_recording_is_one_line(tmp_path):
     p = raw_file(tmp_path / "short.h5", n=100)
     refused(run("beamform", "run", p, "-o", tmp_path / "c.h5", *FAST), "short.h5", "no complete frame")
+
+
+def _limited(nbytes):
+    def pre():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return pre
+
+
+@pytest.mark.parametrize("limit", [4096, 40_960, 400_000])
+def test_full_disk_process_exits_cleanly(tmp_path, raw, cube, limit):
+    """In a process of its own: HDF5 must not be left with half-closed objects (which crashed the
+    interpreter at exit with 'Can't decrement id ref count')."""
+    for args in (["beamform", "run", str(raw), "-o", str(tmp_path / "big.h5"), "--bins", "64", "--device", "cpu",
+                  "--no-progress"],
+                 ["dataset", "mfcc", str(cube), "-o", str(tmp_path / "m.h5"), "--device", "cpu"]):
+        r = subprocess.run([sys.executable, "-m", "acam.cli", *args], capture_output=True, text=True, timeout=300,
+                           preexec_fn=_limited(limit))
+        if r.returncode == 0:
+            continue          # the output fitted under this limit
+        assert r.returncode == 1, (r.returncode, r.stderr[-800:])
+        assert r.stderr.strip().count("\n") == 0 and "file too large" in r.stderr, r.stderr[-800:]
+    assert parts(tmp_path) == []
+
+
+def test_reserved_space_is_given_back(tmp_path):
+    from acam.core.safeio import h5_end
+
+    p = raw_file(tmp_path / "r.h5")
+    assert h5_end(p) == p.stat().st_size < 6144 * 16 * 4 + 65536
