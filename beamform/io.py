@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 from ..core.errors import AcamError, FormatError
-from ..core.h5read import attr_number, check_storage, dataset as checked_dataset, read_all
+from ..core.h5read import attr_number, attr_text, check_storage, dataset as checked_dataset, read_all
 from ..core.resources import check_allocation
 from ..core.safeio import atomic_output, h5_output, open_h5, register_input, reserve
 from .geometry import ArrayGeometry
@@ -149,7 +149,10 @@ class RawRecording:
         return self.time_data.shape[1]
 
     def attr(self, name, default=None):
-        """A numeric root attribute as a float (``default`` when absent); a wrong type is refused."""
+        """A root attribute (``default`` when absent): text as ``str``, anything else as a float (an
+        array, an empty or a non-numeric value is refused)."""
+        if name in self.file.attrs and isinstance(self.file.attrs[name], (bytes, str)):
+            return attr_text(self.file, name, self.path)
         return attr_number(self.file, name, self.path, default)
 
     def dataset(self, name):

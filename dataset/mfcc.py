@@ -84,7 +84,7 @@ def lab_power_factor(nfft: int, window_sq_sum: float, n_bins: int) -> np.ndarray
     return nfft * window_sq_sum / c
 
 
-def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None):
+def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None, nonfinite: float | None = 0.0):
     """MFCCs of power spectra along the last axis.
 
     Parameters
@@ -96,6 +96,10 @@ def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None):
     factor : array [shape=(n_bins,)] or None
         Multiplied into the spectra first (see :func:`lab_power_factor`); folded into the
         filterbank (in double precision), which saves a pass over the spectra.
+    nonfinite : float or None
+        What NaN or infinite coefficients (from NaN or infinite power) become: 0 in the lab's recipe;
+        None keeps them, so a caller can refuse such input by looking at the 12 coefficients
+        instead of the 512 bins.
 
     Returns
     -------
@@ -110,7 +114,8 @@ def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None):
     p = xp.asarray(power, xp.float32).reshape(-1, n_bins)
     energies = xp.maximum(p @ fb, xp.float32(FLOOR))
     out = xp.log(energies) @ dct
-    out = xp.where(xp.isfinite(out), out, xp.float32(0))
+    if nonfinite is not None:
+        out = xp.where(xp.isfinite(out), out, xp.float32(nonfinite))
     return out.reshape(*shape[:-1], out.shape[-1])
 
 
