@@ -217,7 +217,7 @@ def test_ddp_batch_must_split_evenly(tmp_path, tiny_dataset):
 @pytest.mark.parametrize("args, words", [
     (["--workers", "0"], "--workers 0 must be at least 1"),
     (["--retries", "-1"], "--retries -1 must be at least 0"),
-    (["--frames-per-task", "0"], "--frames-per-task 0 must be at least 1"),
+    (["--frames-per-task", "0"], "frames_per_task=0 must be at least 1"),
 ])
 def test_impossible_scale_options(tmp_path, rng, args, words):
     _recordings(tmp_path, rng, 1)
