@@ -8,6 +8,7 @@ Thin by design: options are parsed here, the work is done by the library, and ev
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
