@@ -163,7 +163,9 @@ def motion_v2(action: int, n_frames: int, fs: float, frame_rate: float, trace, r
         idx = np.minimum(np.arange(n_frames)[:, None] * L + np.arange(L)[None, :], len(m) - 1)
         out["mouth"] = 0.035 * m[idx].mean(1)
     elif name == "playing kendama":
-        phase = np.where(np.isfinite(since + until), since / np.maximum(since + until, 1e-9), 0.0)
+        ok = np.isfinite(since + until)
+        phase = np.zeros(n_frames)
+        phase[ok] = since[ok] / np.maximum(since[ok] + until[ok], 1e-9)
         out["prop"] = 0.30 * (1 - (2 * phase - 1) ** 2)
     elif name in ("knocking", "hammering"):
         out["lift"] = 0.18 * np.clip(until / 0.25, 0, 1) * np.clip(since / 0.05, 0, 1)
