@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from acam.beamform import backend
 from acam.core.errors import AcamError
 
 from . import physics as ph
@@ -50,8 +51,6 @@ BAND = (900.0, 6400.0)    # Hz: the paper's display band (Fig. 1), where a 0.45 
 def pixel_spectrum(bf, x: np.ndarray, track: np.ndarray, block: int = 32) -> np.ndarray:
     """Energy per bin at the track's pixel, summed over frames (the cube's power convention):
     [shape=(n_bins,)]."""
-    from acam.beamform import backend
-
     L = bf.frame_len
     n_frames = len(track)
     frames = x[: n_frames * L].reshape(n_frames, L, -1)
@@ -67,8 +66,6 @@ def pixel_spectrum(bf, x: np.ndarray, track: np.ndarray, block: int = 32) -> np.
 def mono_spectrum(bf, x: np.ndarray, n_frames: int) -> np.ndarray:
     """Energy per bin of one microphone's signal, framed, windowed and scaled as the beamformer does
     (one microphone as its own 'array'): [shape=(n_bins,)]."""
-    from acam.beamform import backend
-
     L, nfft, n_bins = bf.frame_len, bf.spec.nfft, bf.spec.n_bins
     seg = L // bf.n_segments
     w = backend.to_host(bf.window).astype(np.float64)
@@ -155,6 +152,9 @@ def diagnose(folder, limit: int | None = None, device: str = "cpu", progress=Non
     """
     d = Dataset(folder)
     manifest = d.manifest
+    if manifest.get("imported_from") or not isinstance(manifest.get("preset"), dict) or manifest.get("seed") is None:
+        raise AcamError(f"{folder!r} was not simulated by 'acam dataset build' (imported or incomplete "
+                        "manifest): diagnose re-renders simulated sequences only")
     seqs = d.available()
     if limit is not None:
         if limit < 1:

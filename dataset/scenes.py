@@ -1,4 +1,10 @@
-"""The three scenarios of the paper, simulated with pyroomacoustics, with a moving subject.
+"""The three scenarios of the paper with a moving subject.
+
+Physics version 2 (the second half of this module): :func:`plan_sequence` lays out what plays where
+(the subject at the height of the action, the competing sources of :mod:`.interferers`), and
+:func:`render` renders it as three stems - target, interferers, noise - with :mod:`.rooms` (image
+sources and a diffuse reverberant tail), :mod:`.ambience` and the :class:`Sensor`.  Version 1 (below,
+:func:`simulate_sequence`) used pyroomacoustics:
 
 | scenario | as the paper describes it | simulated as |
 |---|---|---|

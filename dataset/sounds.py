@@ -3,7 +3,9 @@
 Every class is a small generative model: a rhythm of events (or a continuous texture) and the
 sound of one event.  ``Subject`` parameters (pitch, tempo, loudness, brightness) vary them per
 person; the per-sequence random generator varies every event.  Signals are returned at unit RMS
-times the subject's loudness, before propagation.
+times the subject's loudness, before propagation (physics version 2 then scales them to the action's
+cited level, :mod:`.physics`).  :func:`synthesise_traced` also returns what happened when (a
+:class:`Trace`, for the video); :class:`UserSounds` plays recordings instead (``--sounds``).
 
 | class | how it is made |
 |---|---|

@@ -1,6 +1,10 @@
 """Rendered video for simulated sequences: a person and an object at the source's image position.
 
-What the picture shows, and why it is an honest cue:
+:func:`render` is physics version 1 (below); :func:`render_v2` is version 2, where what moves is what
+is seen (lips for speech, hands or tool at the impacts) and the sound's envelope never drives the
+picture (:func:`motion_v2`; docs/DATASET.md).
+
+What the version 1 picture shows, and why it is an honest cue:
 
 - The background depends on the scenario: 1 a dark room lined with foam wedges, 2 an office wall
   with desks, screens and clutter (more in every sequence, drawn per sequence), 3 sky and a terrace
@@ -21,6 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from acam.beamform.grid import CameraGrid
+
+from . import physics as _ph
+from .sounds import ACTIONS
 
 PROP_OF_ACTION = {0: None, 1: None, 2: None, 3: None, 4: "toy", 5: "block", 6: "block", 7: "tool",
                   8: "tool", 9: "toy", 10: "sheet", 11: "sheet", 12: "sheet", 13: "tool"}
@@ -125,9 +132,6 @@ def render(action: int, scenario: int, subject: int, track: np.ndarray, envelope
 # random motion where the visible motion is not tied to the sound (typing and clicking fingers are too
 # small to see; paper is shaken at its own pace), stillness otherwise (whistling).  The sound's envelope
 # never drives the picture.
-
-from . import physics as _ph  # noqa: E402
-from .sounds import ACTIONS  # noqa: E402
 
 SKIN = (215, 180, 150)
 
