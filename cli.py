@@ -14,6 +14,8 @@ import click
 
 from acam import __version__
 from acam.core.errors import AcamError
+from acam.beamform.steering import DEFAULT_FORMULATION, FORMULATIONS
+from acam.beamform.sensor import HFOV, IMAGE_COLS, IMAGE_ROWS, SAMPLE_FREQ, SPEED_OF_SOUND, VFOV
 
 
 class _Group(click.Group):
@@ -99,7 +101,7 @@ def beamform_group():
 @click.option("--max-order", type=int, default=None, help="Image-source order (default: from RT60, at most 12).")
 @click.option("--array-pos", default=None, help="Array centre in room coordinates x,y,z (default: 1 m from a wall, centred).")
 @click.option("--noise-snr", type=float, default=None, help="Add diffuse noise at this SNR (dB).")
-@click.option("--sample-rate", default=12288.0, show_default=True, help="Hz (the sensor's rate).")
+@click.option("--sample-rate", default=SAMPLE_FREQ, show_default=True, help="Hz (the sensor's rate).")
 @click.option("--frame-rate", default=12.0, show_default=True, help="Video frames per second.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the source signals and noise.")
 def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, absorption, max_order, array_pos,
@@ -135,9 +137,9 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--focus", default=2.0, show_default=True, help="Focus distance, metres.")
 @click.option("--hfov", type=float, default=None, help="Horizontal field of view, degrees (default: file's, else 60).")
 @click.option("--vfov", type=float, default=None, help="Vertical field of view, degrees (default: file's, else 45).")
-@click.option("--rows", default=36, show_default=True, help="Acoustic image rows.")
-@click.option("--cols", default=48, show_default=True, help="Acoustic image columns.")
-@click.option("--speed-of-sound", default=343.0, show_default=True, help="m/s.")
+@click.option("--rows", default=IMAGE_ROWS, show_default=True, help="Acoustic image rows.")
+@click.option("--cols", default=IMAGE_COLS, show_default=True, help="Acoustic image columns.")
+@click.option("--speed-of-sound", default=SPEED_OF_SOUND, show_default=True, help="m/s.")
 @click.option("--window", default="boxcar", show_default=True, help="boxcar | hann | hamming | blackman | tukey[:ALPHA].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto uses the GPU when CuPy sees one.")
@@ -151,6 +153,9 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--tolerance", default=0.0, show_default=True,
               help="0: exact. >0: low-rank steering truncated at this fraction of each bin's largest "
                    "singular value (error bound in the README); e.g. 1e-3.")
+@click.option("--steering", type=click.Choice(list(FORMULATIONS)), default=DEFAULT_FORMULATION, show_default=True,
+              help="Steering formulation (Sarradj 2012, Acoular's names): 'inverse' (II) reads a source's level at "
+                   "the array centre; 'true level' (III) too, with other sidelobes; 'classic' (I); 'true location' (IV).")
 @click.option("--frames-per-task", type=int, default=None,
               help="Split each recording into tasks of this many frames (rounded up to whole blocks), "
                    "written into one cube in order (default: one task per recording).")
@@ -159,7 +164,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @_scale_options
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
-            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, frames_per_task, overwrite,
+            out_dtype, array_file, frame_rate, block_frames, threads, tolerance, steering, frames_per_task, overwrite,
             scheduler, workers, retries, progress):
     """Beamform RAW (time_data + mic_positions) into an acoustic cube: one rows x cols x BINS power
     image per video frame.
@@ -187,7 +192,7 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     settings = RunSettings(bins=bins, focus=focus, hfov=hfov, vfov=vfov, rows=rows, cols=cols,
                            speed_of_sound=speed_of_sound, window=window, device=device,
                            precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
-                           block_frames=block_frames, threads=threads, tolerance=tolerance)
+                           block_frames=block_frames, threads=threads, tolerance=tolerance, steering=steering)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
     show = sys.stderr.isatty() if progress is None else progress
     many = (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None
@@ -321,7 +326,7 @@ def _report(files, freqs, band, output, hfov, vfov, focus):
 
     fs = _floats(freqs, len(freqs.split(",")), "--freqs")
     lo, hi = _floats(band, 2, "--band")
-    grid = CameraGrid(36, 48, hfov, vfov, focus)
+    grid = CameraGrid(hfov=hfov, vfov=vfov, focus=focus)
     results = [evaluate(load_geometry(f), grid, fs, (lo, hi)) for f in files]
     click.echo(table(results))
     if output:
@@ -333,8 +338,8 @@ _report_options = [
     click.option("--freqs", default="1000,2000,4000,6000", show_default=True, help="Hz, comma separated."),
     click.option("--band", default="500:6000", show_default=True, help="LO:HI Hz for the worst sidelobe."),
     click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG figure."),
-    click.option("--hfov", default=60.0, show_default=True),
-    click.option("--vfov", default=45.0, show_default=True),
+    click.option("--hfov", default=HFOV, show_default=True),
+    click.option("--vfov", default=VFOV, show_default=True),
     click.option("--focus", default=2.0, show_default=True),
 ]
 

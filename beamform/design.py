@@ -23,7 +23,7 @@ from ..core.errors import AcamError
 from .geometry import ArrayGeometry, sunflower
 from .grid import CameraGrid
 from .psf import _main_lobe, psf
-from .steering import SPEED_OF_SOUND
+from .steering import SPEED_OF_SOUND, distances, steering_weights, transfer
 
 
 class _PsfState:
@@ -31,21 +31,20 @@ class _PsfState:
 
     def __init__(self, xy: np.ndarray, grid: CameraGrid, freqs: np.ndarray, c: float):
         self.look = grid.look_points().reshape(-1, 3)
-        self.r_p0 = np.linalg.norm(self.look, axis=1)
         self.src = np.array([0.0, 0.0, grid.focus])
-        self.k = 2 * np.pi * freqs / c
+        self.freqs, self.c = np.asarray(freqs, float), c
         self.n = len(xy)
         self.terms = np.stack([self.term(p) for p in xy], 0)   # (M, F, P)
         self.beam = self.terms.sum(0)
 
     def term(self, p: np.ndarray) -> np.ndarray:
-        m = np.array([p[0], p[1], 0.0])
-        r_pm = np.linalg.norm(self.look - m, axis=1)
-        r_sm = np.linalg.norm(self.src - m)
-        r_s0 = np.linalg.norm(self.src)
-        phase = (r_pm - self.r_p0)[None, :] - (r_sm - r_s0)
-        amp = (r_pm / self.r_p0) * (r_s0 / r_sm) / self.n
-        return amp[None, :] * np.exp(1j * self.k[:, None] * phase)
+        """One microphone's contribution ``A[f, :, m] h[f, s, m]`` (formulation II, whose gain is
+        per microphone, so a move changes one term)."""
+        m = np.array([[p[0], p[1], 0.0]])
+        r_pm, r_p0 = distances(self.look, m)
+        r_sm, r_s0 = distances(self.src[None], m)
+        a = steering_weights(r_pm, r_p0, np.ones(1), self.freqs, self.c, "inverse")[:, :, 0] / self.n
+        return a * transfer(r_sm, r_s0, self.freqs, self.c)[:, 0, 0][:, None]
 
 
 def _objective(beam: np.ndarray, side: np.ndarray) -> float:

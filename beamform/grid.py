@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.digest import digest
 from ..core.errors import AcamError
+from .sensor import HFOV, IMAGE_COLS, IMAGE_ROWS, VFOV
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,10 @@ class CameraGrid:
         Distance of the focus plane, metres (> 0).
     """
 
-    rows: int = 36
-    cols: int = 48
-    hfov: float = 60.0
-    vfov: float = 45.0
+    rows: int = IMAGE_ROWS
+    cols: int = IMAGE_COLS
+    hfov: float = HFOV
+    vfov: float = VFOV
     focus: float = 2.0
     digest: str = field(init=False, repr=False, compare=False)
 

@@ -32,9 +32,10 @@ import numpy as np
 
 from ..core.errors import AcamError, FormatError
 from .geometry import ArrayGeometry
+from .sensor import FRAME_RATE
 
 TIME_DTYPES = (np.int16, np.int32, np.float32, np.float64)
-DEFAULT_FRAME_RATE = 12.0
+DEFAULT_FRAME_RATE = FRAME_RATE
 
 
 @contextlib.contextmanager

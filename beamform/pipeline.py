@@ -15,6 +15,7 @@ from .filter_and_sum import Beamformer, frame_starts
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
 from .io import CubeWriter, RawRecording, aligned_empty, atomic_output
+from .sensor import HFOV, IMAGE_COLS, IMAGE_ROWS, N_BINS, VFOV
 from .steering import SPEED_OF_SOUND, SteeringSpec
 
 
@@ -22,12 +23,12 @@ from .steering import SPEED_OF_SOUND, SteeringSpec
 class RunSettings:
     """Options of ``beamform run`` (see its ``--help``)."""
 
-    bins: int = 512
+    bins: int = N_BINS
     focus: float = 2.0
     hfov: float | None = None     # None: the recording's attribute, else 60
     vfov: float | None = None     # None: the recording's attribute, else 45
-    rows: int = 36
-    cols: int = 48
+    rows: int = IMAGE_ROWS
+    cols: int = IMAGE_COLS
     speed_of_sound: float = SPEED_OF_SOUND
     window: str = "boxcar"
     device: str = "auto"
@@ -37,6 +38,7 @@ class RunSettings:
     block_frames: int | None = None
     threads: int | None = None
     tolerance: float = 0.0
+    steering: str = "inverse"     # a formulation of acam.beamform.steering.FORMULATIONS
 
 
 @dataclass
@@ -51,11 +53,11 @@ def build_beamformer(raw: RawRecording, s: RunSettings) -> Beamformer:
     """The beamformer a recording and a set of options call for."""
     if s.out_dtype not in ("float32", "float16"):
         raise AcamError(f"dtype={s.out_dtype!r} must be float32 or float16")
-    hfov = s.hfov if s.hfov is not None else float(raw.attr("hfov", 60.0))
-    vfov = s.vfov if s.vfov is not None else float(raw.attr("vfov", 45.0))
+    hfov = s.hfov if s.hfov is not None else float(raw.attr("hfov", HFOV))
+    vfov = s.vfov if s.vfov is not None else float(raw.attr("vfov", VFOV))
     grid = CameraGrid(s.rows, s.cols, hfov, vfov, s.focus)
     weights = (~raw.bad_mics).astype(float)
-    spec = SteeringSpec(raw.geometry, grid, raw.sample_freq, s.bins, s.speed_of_sound, weights)
+    spec = SteeringSpec(raw.geometry, grid, raw.sample_freq, s.bins, s.speed_of_sound, weights, s.steering)
     key = (spec.digest, raw.frame_rate, s.window, s.device, s.precision, s.threads, s.tolerance)
     bf = _RECENT.pop(key, None)
     if bf is None:
@@ -132,7 +134,7 @@ def _plan(raw: RawRecording, bf: Beamformer, settings: RunSettings) -> _Plan:
         "source_file": os.path.abspath(raw.path), "array_name": spec.geometry.name,
         "version": __version__, "settings_digest": digest, "precision": bf.precision,
         "power_unit": "one-sided power per bin at the array centre (input units squared)",
-        "tolerance": bf.tolerance,
+        "tolerance": bf.tolerance, "steering": spec.formulation,
     }
     if bf.lowrank is not None:
         attrs["ranks"] = bf.lowrank.ranks.astype(np.int32)

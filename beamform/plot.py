@@ -12,8 +12,8 @@ import numpy as np
 from ..core.errors import AcamError
 from .grid import CameraGrid
 from .io import Cube, atomic_output
+from .sensor import DISPLAY_BAND, HFOV, VFOV
 
-DISPLAY_BAND = (900.0, 6400.0)
 
 
 def _video_frame(cube: Cube, t: int | None, video_path: str | None):
@@ -69,7 +69,7 @@ def show_cube(cube_path, out_path, frame: int | None = None, band=DISPLAY_BAND, 
         energy = cube.band_energy(band, slice(None) if frame is None else [frame]).mean(0)
         rows, cols = energy.shape
         a = cube.attrs
-        grid = CameraGrid(rows, cols, float(a.get("hfov", 60)), float(a.get("vfov", 45)),
+        grid = CameraGrid(rows, cols, float(a.get("hfov", HFOV)), float(a.get("vfov", VFOV)),
                           float(a.get("focus", 2.0)))
         truth = cube.file["source_positions"][()] if "source_positions" in cube.file else None
         img = _video_frame(cube, frame, video)

@@ -1,9 +1,11 @@
 """Point-spread functions of an array on the camera grid, and the figures people judge arrays by.
 
 The PSF at frequency f for a source at point s is the map the beamformer (steering convention of
-:mod:`beamform.steering`) makes of a unit point source at s, normalised to its peak:
+:mod:`.steering`, the same functions) makes of a unit point source at s, normalised to its peak:
 
-    B(p) = sum_m A[f, p, m] * (r_s0 / r_sm) * exp(-2j pi f (r_sm - r_s0) / c),   PSF(p) = |B(p)|^2
+    B(p) = sum_m A[f, p, m] * h[f, s, m],   PSF(p) = |B(p)|^2
+
+with ``A`` the steering weights and ``h`` the monopole transfer function (:func:`.steering.transfer`).
 
 Figures per frequency: the -3 dB main-lobe width (degrees and acoustic pixels, along the image's
 horizontal line through the source), the peak sidelobe level (dB re the main lobe: the largest value
@@ -21,11 +23,11 @@ import scipy.ndimage
 
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
-from .steering import SPEED_OF_SOUND
+from .steering import DEFAULT_FORMULATION, SPEED_OF_SOUND, distances, steering_weights, transfer
 
 
 def psf(geometry: ArrayGeometry, grid: CameraGrid, freqs, source=None, c: float = SPEED_OF_SOUND,
-        weights=None) -> np.ndarray:
+        weights=None, formulation: str = DEFAULT_FORMULATION) -> np.ndarray:
     """Normalised PSF maps.
 
     Parameters
@@ -42,16 +44,12 @@ def psf(geometry: ArrayGeometry, grid: CameraGrid, freqs, source=None, c: float 
     src = np.array([0.0, 0.0, grid.focus]) if source is None else np.asarray(source, float)
     w = np.ones(geometry.n_mics) if weights is None else np.asarray(weights, float)
     mics = geometry.positions[w > 0]
-    w = w[w > 0] / w.sum()
-    r_pm = np.sqrt(((look[:, None] - mics[None]) ** 2).sum(-1))
-    r_p0 = np.linalg.norm(look, axis=1)[:, None]
-    r_sm = np.linalg.norm(src[None] - mics, axis=1)
-    r_s0 = np.linalg.norm(src)
+    r_pm, r_p0 = distances(look, mics)
+    r_sm, r_s0 = distances(src[None], mics)
     out = np.empty((len(freqs), grid.rows, grid.cols))
     for i, f in enumerate(freqs):
-        k = 2 * np.pi * f / c
-        a = w[None] * (r_pm / r_p0) * np.exp(1j * k * (r_pm - r_p0))
-        x = (r_s0 / r_sm) * np.exp(-1j * k * (r_sm - r_s0))
+        a = steering_weights(r_pm, r_p0, w[w > 0], f, c, formulation)[0]
+        x = transfer(r_sm, r_s0, f, c)[0, 0]
         b = np.abs(a @ x) ** 2
         out[i] = (b / b.max()).reshape(grid.rows, grid.cols)
     return out

@@ -19,9 +19,9 @@ import numpy as np
 
 from ..core.errors import AcamError
 from .geometry import ArrayGeometry, default_array
+from .sensor import SAMPLE_FREQ, SPEED_OF_SOUND
 
 KINDS = ("noise", "tone", "chirp", "burst", "wav")
-SENSOR_SAMPLE_FREQ = 12288.0
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class Scene:
         SourceSpec((-0.55, 0.25, 2.5), "noise", amplitude=1.0),
         SourceSpec((0.6, -0.3, 3.0), "chirp", 800.0, 5000.0, amplitude=0.8)))
     duration: float = 2.0
-    sample_freq: float = SENSOR_SAMPLE_FREQ
+    sample_freq: float = SAMPLE_FREQ
     room: str = "anechoic"
     room_dim: tuple = (7.0, 6.0, 3.0)
     rt60: float = 0.5
@@ -283,7 +283,7 @@ def simulate(scene: Scene, geometry: ArrayGeometry | None = None, extra_points=N
 
 
 def diffuse_noise(positions: np.ndarray, n: int, fs: float, rng: np.random.Generator,
-                  n_waves: int = 256, c: float = 343.0, nperseg: int = 512) -> np.ndarray:
+                  n_waves: int = 256, c: float = SPEED_OF_SOUND, nperseg: int = 512) -> np.ndarray:
     """Spherically isotropic noise: a sum of ``n_waves`` independent white plane waves arriving
     from directions spread evenly over the sphere (Fibonacci lattice).
 

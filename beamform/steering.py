@@ -1,18 +1,33 @@
 """Steering: the focused (near-field) filter-and-sum weights of every look point and bin.
 
-Convention (written once, kept everywhere).  A point source at look point ``p`` whose spectrum at
-the array centre is ``S(f)`` reaches microphone ``m`` as
+Convention (written once, kept everywhere).  A point source at ``p`` whose spectrum at the array
+centre is ``S(f)`` reaches microphone ``m`` through the free-field monopole transfer function
 
-    X_m(f) = S(f) * (r_p0 / r_pm) * exp(-2j pi f (r_pm - r_p0) / c)
+    X_m(f) = S(f) * h[p, m](f),   h[p, m](f) = (r_p0 / r_pm) * exp(-2j pi f (r_pm - r_p0) / c)   (:func:`transfer`)
 
-(spherical spreading, NumPy's FFT sign), with ``r_pm = |p - x_m|`` and ``r_p0 = |p|``.  The
-filter-and-sum output for look point ``p`` is ``Y_p(f) = sum_m A[f, p, m] X_m(f)`` with
+(spherical spreading relative to the array centre, NumPy's FFT sign), with ``r_pm = |p - x_m|`` and
+``r_p0 = |p|``.  The filter-and-sum output for look point ``p`` is ``Y_p(f) = sum_m A[f, p, m] X_m(f)``
+with
 
-    A[f, p, m] = (w_m / sum_n w_n) * (r_pm / r_p0) * exp(+2j pi f (r_pm - r_p0) / c)
+    A[f, p, m] = gain[p, m] * exp(+2j pi f (r_pm - r_p0) / c)
 
-so a source exactly at a look point gives ``Y_p = S``: the map reads the power the source produces
-at the array centre ("true level" steering).  Weights ``w_m`` are 1 by default and 0 for bad
-microphones, which are dropped from the sum.
+and ``gain`` given by the *formulation* (Sarradj 2012, "Three-dimensional acoustic source mapping
+with different beamforming steering vector formulations", Adv. Acoust. Vib.; Acoular's ``steer_type``
+names; ``A`` is the complex conjugate of Acoular's steering vector, whose beamformer forms ``h^H x``):
+
+==================  =======================================================  ==========================
+formulation         gain[p, m] (weights ``w``, ``W = sum_n w_n``)              a source at ``p`` reads
+==================  =======================================================  ==========================
+``inverse`` (II)    ``w_m / W * r_pm / r_p0``            (the default)         ``S``: its level at the centre
+``classic`` (I)     ``w_m / W``                                               ``S`` times mean ``r_p0/r_pm``
+``true level`` (III) ``w_m (r_p0/r_pm) / sum_n w_n (r_p0/r_pn)^2``              ``S``
+``true location`` (IV) ``w_m (r_p0/r_pm) / sqrt(W sum_n w_n (r_p0/r_pn)^2)``     the peak at the right place
+==================  =======================================================  ==========================
+
+The default, formulation II ("inverse"), inverts the transfer function microphone by microphone and
+averages, so a source exactly at a look point gives ``Y_p = S``: the map reads the power the source
+produces at the array centre.  Weights ``w_m`` are 1 by default and 0 for bad microphones, which are
+dropped from the sum.  :mod:`.psf` and :mod:`.design` use these same functions.
 """
 
 from __future__ import annotations
@@ -27,8 +42,75 @@ from ..core.digest import digest
 from ..core.errors import AcamError
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
+from .sensor import SPEED_OF_SOUND
 
-SPEED_OF_SOUND = 343.0
+DEFAULT_FORMULATION = "inverse"
+
+
+def distances(points, mics) -> tuple[np.ndarray, np.ndarray]:
+    """``r_pm [shape=(n_points, n_mics)]`` and ``r_p0 [shape=(n_points, 1)]``, metres.
+
+    ``points`` [shape=(n_points, 3)] and ``mics`` [shape=(n_mics, 3)] in the camera/array frame.
+    """
+    points = np.atleast_2d(np.asarray(points, float))
+    mics = np.asarray(mics, float)
+    r_pm = np.sqrt(((points[:, None, :] - mics[None, :, :]) ** 2).sum(-1))
+    return r_pm, np.sqrt((points ** 2).sum(-1))[:, None]
+
+
+def transfer(r_pm, r_p0, freqs, c: float = SPEED_OF_SOUND) -> np.ndarray:
+    """The monopole transfer function ``h[f, p, m]`` from a point to each microphone, relative to the
+    array centre: ``(r_p0 / r_pm) exp(-2j pi f (r_pm - r_p0) / c)`` [shape=(n_freqs, n_points, n_mics)]."""
+    k = 2 * np.pi * np.atleast_1d(np.asarray(freqs, float)) / c
+    return (r_p0 / r_pm)[None] * np.exp(-1j * k[:, None, None] * (r_pm - r_p0)[None])
+
+
+def _gain_inverse(r_pm, r_p0, w):
+    return (w / w.sum()) * r_pm / r_p0
+
+
+def _gain_classic(r_pm, r_p0, w):
+    return np.broadcast_to(w / w.sum(), r_pm.shape).copy()
+
+
+def _gain_true_level(r_pm, r_p0, w):
+    a = r_p0 / r_pm
+    return w * a / (w * a * a).sum(-1, keepdims=True)
+
+
+def _gain_true_location(r_pm, r_p0, w):
+    a = r_p0 / r_pm
+    return w * a / np.sqrt(w.sum() * (w * a * a).sum(-1, keepdims=True))
+
+
+#: Steering formulations (Sarradj 2012; Acoular's ``steer_type`` names) -> gain function.
+FORMULATIONS = {
+    "inverse": _gain_inverse,
+    "classic": _gain_classic,
+    "true level": _gain_true_level,
+    "true location": _gain_true_location,
+}
+
+
+def steering_gain(r_pm, r_p0, weights, formulation: str = DEFAULT_FORMULATION) -> np.ndarray:
+    """Real amplitude ``gain[p, m]`` of the steering weights (see the module's table).
+
+    ``weights`` [shape=(n_mics,)] must be > 0 for the microphones passed in ``r_pm``.
+    """
+    try:
+        fn = FORMULATIONS[formulation]
+    except KeyError:
+        raise AcamError(f"formulation={formulation!r} is not one of {', '.join(FORMULATIONS)}") from None
+    return fn(np.asarray(r_pm, float), np.asarray(r_p0, float), np.asarray(weights, float))
+
+
+def steering_weights(r_pm, r_p0, weights, freqs, c: float = SPEED_OF_SOUND,
+                     formulation: str = DEFAULT_FORMULATION) -> np.ndarray:
+    """``A[f, p, m]`` in complex128 for a few frequencies (figures, design); the hot path uses
+    :func:`steering_matrix`, which builds the same values bin by bin with a phase recurrence."""
+    k = 2 * np.pi * np.atleast_1d(np.asarray(freqs, float)) / c
+    gain = steering_gain(r_pm, r_p0, weights, formulation)
+    return gain[None] * np.exp(1j * k[:, None, None] * (r_pm - r_p0)[None])
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +129,8 @@ class SteeringSpec:
         m/s.
     weights : np.ndarray [shape=(n_mics,)] or None
         Per-microphone weights (>= 0); 0 drops a microphone.  None means all ones.
+    formulation : str
+        One of :data:`FORMULATIONS` (default ``"inverse"``, Sarradj's formulation II).
     """
 
     geometry: ArrayGeometry
@@ -55,6 +139,7 @@ class SteeringSpec:
     n_bins: int
     speed_of_sound: float = SPEED_OF_SOUND
     weights: np.ndarray | None = None
+    formulation: str = DEFAULT_FORMULATION
     digest: str = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -69,11 +154,15 @@ class SteeringSpec:
             raise AcamError(f"{w.size} weights do not fit {self.geometry.n_mics} microphones")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
             raise AcamError("microphone weights must be finite, >= 0, and not all zero")
+        if self.formulation not in FORMULATIONS:
+            raise AcamError(f"formulation={self.formulation!r} is not one of {', '.join(FORMULATIONS)}")
         w.setflags(write=False)
         object.__setattr__(self, "weights", w)
+        # the default formulation leaves the digest as it was before formulations existed
+        extra = () if self.formulation == DEFAULT_FORMULATION else (self.formulation,)
         object.__setattr__(self, "digest", digest(
             "SteeringSpec", self.geometry.digest, self.grid.digest, float(self.sample_freq),
-            int(self.n_bins), float(self.speed_of_sound), w))
+            int(self.n_bins), float(self.speed_of_sound), w, *extra))
 
     @property
     def nfft(self) -> int:
@@ -90,14 +179,9 @@ class SteeringSpec:
 
     def gains_and_delays(self) -> tuple[np.ndarray, np.ndarray]:
         """Amplitude ``gain[p, m]`` and relative delay ``dtau[p, m]`` (s) over active microphones."""
-        look = self.grid.look_points().reshape(-1, 3)
-        mics = self.geometry.positions[self.active]
-        r_pm = np.sqrt(((look[:, None, :] - mics[None, :, :]) ** 2).sum(-1))
-        r_p0 = np.sqrt((look ** 2).sum(-1))[:, None]
-        w = self.weights[self.active]
-        gain = (w / w.sum())[None, :] * r_pm / r_p0
-        dtau = (r_pm - r_p0) / self.speed_of_sound
-        return gain, dtau
+        r_pm, r_p0 = distances(self.grid.look_points().reshape(-1, 3), self.geometry.positions[self.active])
+        gain = steering_gain(r_pm, r_p0, self.weights[self.active], self.formulation)
+        return gain, (r_pm - r_p0) / self.speed_of_sound
 
 
 def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64):

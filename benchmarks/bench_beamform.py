@@ -62,12 +62,11 @@ from acam.beamform import backend
 from acam.core.errors import AcamError
 from acam.beamform.geometry import ArrayGeometry
 from acam.beamform.pipeline import RunSettings, beamform_file
+from acam.beamform.sensor import FRAME_RATE, SAMPLE_FREQ
 
 #: Where the installed package lives: the repository itself in an editable install, so the
 #: benchmark can record the checked-out commit; inside site-packages git finds nothing.
 PACKAGE_DIR = Path(acam.__file__).resolve().parent
-SAMPLE_FREQ = 12288.0
-FRAME_RATE = 12.0
 
 #: Goals of the project for the full configuration (see benchmarks/RESULTS.md).
 GOAL_COMPUTE_RTF = 10.0

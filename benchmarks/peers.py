@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from acam.beamform import CameraGrid
+from acam.beamform.sensor import SPEED_OF_SOUND
 
-FRAME_RATE = 12.0
 
 
 def _per_frame(fn, frames, repeats: int) -> list[float]:
@@ -40,7 +40,7 @@ def acoular_frame(positions: np.ndarray, grid: CameraGrid, fs: float, n_bins: in
     ac.config.global_caching = "none"
     mics = ac.MicGeom(pos_total=positions.T.copy())
     g = ac.ImportGrid(pos=grid.look_points().reshape(-1, 3).T.copy())
-    steer = ac.SteeringVector(grid=g, mics=mics, steer_type="true level", ref=np.zeros(3))
+    steer = ac.SteeringVector(grid=g, mics=mics, steer_type="inverse", ref=np.zeros(3))  # our formulation (II)
 
     def run(frame):
         ts = ac.TimeSamples(data=np.ascontiguousarray(frame, np.float64), sample_freq=fs)
@@ -60,11 +60,11 @@ def pra_frame(positions: np.ndarray, grid: CameraGrid, fs: float, n_bins: int, a
     look = grid.look_points().reshape(-1, 3)
     az = np.arctan2(look[:, 1], look[:, 0])                 # pyroomacoustics: z is the colatitude axis
     col = np.arccos(look[:, 2] / np.linalg.norm(look, axis=1))
-    doa = pra.doa.algorithms[algorithm](positions.T, fs, 2 * n_bins, c=343.0, num_src=1, dim=3, n_grid=16)
+    doa = pra.doa.algorithms[algorithm](positions.T, fs, 2 * n_bins, c=SPEED_OF_SOUND, num_src=1, dim=3, n_grid=16)
     # pyroomacoustics makes a Cartesian product of given azimuths and colatitudes; our pixels are a
     # list of directions, so the grid and its mode vectors are set to exactly those
     doa.grid = pra.doa.GridSphere(spherical_points=np.vstack([az, col]))
-    doa.mode_vec = pra.doa.ModeVector(doa.L, fs, 2 * n_bins, 343.0, doa.grid)
+    doa.mode_vec = pra.doa.ModeVector(doa.L, fs, 2 * n_bins, SPEED_OF_SOUND, doa.grid)
 
     def run(frame):
         X = np.fft.rfft(frame.T, n=2 * n_bins)[:, :, None]     # (M, F, 1 snapshot)

@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from acam.beamform.sensor import FRAME_RATE, SAMPLE_FREQ
 
 
 def noop(i: int) -> int:
@@ -76,7 +77,7 @@ def measure(workers=(1, 2, 4), files: int = 16, seconds: float = 2.0, bins: int 
         workers = tuple(w for w in workers if w <= 2) or (1,)
     else:
         mics = 128
-    fs, rate = 12288.0, 12.0
+    fs, rate = SAMPLE_FREQ, FRAME_RATE
     settings = RunSettings(bins=bins, threads=1, rows=6 if smoke else 36, cols=8 if smoke else 48)
     rng = np.random.default_rng(0)
     out: dict = {"files": files, "seconds_each": seconds, "bins": bins, "mics": mics,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from acam.beamform.sensor import SAMPLE_FREQ
 
 
 def mfcc_per_frame(repeats: int = 3, frames: int = 64, smoke: bool = False) -> dict:
@@ -28,7 +29,7 @@ def dataset_sequence(preset: str = "tiny") -> dict:
 
     p = PRESETS[preset]
     m = plan(p, 0)
-    bf = Beamformer(SteeringSpec(default_array(), CameraGrid(), 12288.0, N_BINS), FRAME_RATE, WINDOW, "auto")
+    bf = Beamformer(SteeringSpec(default_array(), CameraGrid(), SAMPLE_FREQ, N_BINS), FRAME_RATE, WINDOW, "auto")
     bf.steering
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

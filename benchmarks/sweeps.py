@@ -15,6 +15,7 @@ import numpy as np
 
 from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
 from acam.beamform.geometry import ArrayGeometry, aperiodic
+from acam.beamform.sensor import FRAME_RATE, SAMPLE_FREQ
 
 SWEEPS = {
     "mics": [32, 64, 128, 256],
@@ -45,9 +46,9 @@ def sweep(name: str, values=None, repeats: int = 3, smoke: bool = False, device:
     for v in values:
         cfg = {**base, name: v}
         rows_, cols_ = cfg["grid"]
-        spec = SteeringSpec(_geometry(cfg["mics"]), CameraGrid(rows_, cols_), 12288.0, cfg["bins"])
+        spec = SteeringSpec(_geometry(cfg["mics"]), CameraGrid(rows_, cols_), SAMPLE_FREQ, cfg["bins"])
         frame_len = 2 * cfg["bins"] if name == "bins" else 1024
-        bf = Beamformer(spec, 12288.0 / frame_len, device=device)
+        bf = Beamformer(spec, SAMPLE_FREQ / frame_len, device=device)
         frames = rng.standard_normal((cfg["frames"], frame_len, cfg["mics"])).astype(np.float32)
         out = bf.xp.empty((cfg["frames"], rows_, cols_, cfg["bins"]), np.float32)
         x = bf.xp.asarray(frames)
@@ -80,8 +81,8 @@ def sweep_length(seconds=None, smoke: bool = False, device: str = "cpu") -> dict
     with tempfile.TemporaryDirectory(prefix="acam-length-") as tmp:
         for sec in seconds:
             raw, cube = Path(tmp) / "raw.h5", Path(tmp) / "cube.h5"
-            data = np.random.default_rng(0).standard_normal((int(sec * 12288), n_mics)).astype(np.float32)
-            write_raw(raw, data, 12288.0, default_array().positions[:n_mics], 12.0)
+            data = np.random.default_rng(0).standard_normal((int(sec * SAMPLE_FREQ), n_mics)).astype(np.float32)
+            write_raw(raw, data, SAMPLE_FREQ, default_array().positions[:n_mics], FRAME_RATE)
             del data
             cmd = [sys.executable, "-m", "acam.cli", "beamform", "run", str(raw), "-o", str(cube), "--no-progress",
                    "--device", device] + (["--bins", "32", "--rows", "6", "--cols", "8"] if smoke else [])

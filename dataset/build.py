@@ -31,22 +31,21 @@ import h5py
 import numpy as np
 
 from acam import __version__
-from acam.beamform import backend
-from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
-from acam.core.tasks import Task, fans_out, local_threads, run_tasks
-from acam.core.errors import AcamError
+from acam.beamform import Beamformer, CameraGrid, SteeringSpec, backend, default_array
 from acam.beamform.io import atomic_output
+from acam.beamform.sensor import FRAME_RATE, SAMPLE_FREQ
+from acam.beamform.steering import distances, steering_weights
+from acam.core.errors import AcamError
+from acam.core.tasks import Task, fans_out, local_threads, run_tasks
 
-from .mfcc import cube_mfcc_settings, mfcc
 from . import physics as ph
+from .mfcc import cube_mfcc_settings, mfcc
 from .scenes import (SCENARIOS, Plan, Sensor, plan_sequence, render as render_scene, simulate_sequence, stream,
                      subject_path, walk, waypoint_edges, waypoint_positions)
 from .sounds import ACTIONS, Subject, UserSounds, synthesise, synthesise_traced
 from .store import MANIFEST, assign_splits, read_manifest, sequence_name, write_manifest
 from .video import motion_v2, render, render_v2
 
-SAMPLE_FREQ = 12288.0
-FRAME_RATE = 12.0
 N_BINS = 512
 WINDOW = "tukey:0.75"
 
@@ -285,9 +284,10 @@ RENDERERS = {1: _render_v1, 2: _render_v2}
 def delay_and_sum(raw: np.ndarray, fs: float, spec: SteeringSpec, edges: np.ndarray, where: np.ndarray,
                   fade: float = 0.05) -> np.ndarray:
     """The delay-and-sum time signal steered at a moving point: segment ``i`` (samples ``edges[i]`` to
-    ``edges[i + 1]``, 50 ms linear cross-fades) focused on ``where[i]`` with the steering convention of
-    :mod:`acam.beamform.steering` (weights of ``spec``, spherical spreading), so a source at the focus
-    gives its pressure at the array centre (Pa).
+    ``edges[i + 1]``, 50 ms linear cross-fades) focused on ``where[i]`` with the steering weights of
+    :mod:`acam.beamform.steering` (``distances``, ``steering_weights``: ``spec``'s microphone weights,
+    speed of sound and formulation - by default "inverse", so a source at the focus gives its pressure
+    at the array centre, Pa).
 
     Returns
     -------
@@ -295,7 +295,6 @@ def delay_and_sum(raw: np.ndarray, fs: float, spec: SteeringSpec, edges: np.ndar
     """
     n = raw.shape[0]
     active = spec.active
-    w = spec.weights[active] / spec.weights[active].sum()
     mics = spec.geometry.positions[active]
     f_len, pad = int(fade * fs), 64
     out = np.zeros(n)
@@ -304,10 +303,9 @@ def delay_and_sum(raw: np.ndarray, fs: float, spec: SteeringSpec, edges: np.ndar
         a, b = max(0, lo - pad), min(n, hi + pad)
         n_fft = 1 << int(np.ceil(np.log2(b - a)))
         X = np.fft.rfft(raw[a:b, active].astype(np.float64), n_fft, axis=0)
-        f = np.fft.rfftfreq(n_fft, 1 / fs)
-        r_m = np.linalg.norm(mics - p[None, :], axis=1)
-        r_0 = np.linalg.norm(p)
-        steer = w * r_m / r_0 * np.exp(2j * np.pi * f[:, None] * (r_m - r_0)[None, :] / spec.speed_of_sound)
+        r_pm, r_p0 = distances(p, mics)
+        steer = steering_weights(r_pm, r_p0, spec.weights[active], np.fft.rfftfreq(n_fft, 1 / fs),
+                                 spec.speed_of_sound, spec.formulation)[:, 0, :]       # (F, M)
         y = np.fft.irfft(np.sum(X * steer, axis=1), n_fft)[lo - a:hi - a]
         ramp = np.ones(hi - lo)
         if i > 0:

@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from acam.beamform import backend
+from acam.beamform.sensor import DISPLAY_BAND
 from acam.core.errors import AcamError
 
 from . import physics as ph
@@ -45,7 +46,7 @@ def _db(a: float, b: float) -> float | None:
     return 10 * math.log10(a / b)
 
 
-BAND = (900.0, 6400.0)    # Hz: the paper's display band (Fig. 1), where a 0.45 m array resolves directions
+BAND = DISPLAY_BAND       # Hz: the paper's display band (Fig. 1), where a 0.45 m array resolves directions
 
 
 def pixel_spectrum(bf, x: np.ndarray, track: np.ndarray, block: int = 32) -> np.ndarray:

@@ -34,10 +34,10 @@ import numpy as np
 from acam.core.errors import AcamError, FormatError
 from acam.beamform.geometry import ArrayGeometry, default_array
 from acam.beamform.io import atomic_output
+from acam.beamform.sensor import BAD_MICS, FRAME_RATE, SAMPLE_FREQ
 
 DC_MICS, DC_SAMPLES = 128, 1024
-DC_BAD_MICS = (79, 105)
-SENSOR_RATE = 12288.0
+DC_BAD_MICS = BAD_MICS
 
 
 # ------------------------------------------------------------------------------ TFRecord framing
@@ -296,7 +296,7 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
                              compression_opts=4)
             f.attrs.update({"action": action, "action_name": ACTIONS[action] if action < len(ACTIONS) else "",
                             "scenario": location + 1, "subject": subject, "repetition": rep,
-                            "sample_freq": SENSOR_RATE, "frame_rate": 12.0, "frame_len": frame_len,
+                            "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "frame_len": frame_len,
                             "source": os.path.abspath(folder), "mono_units": "sensor counts"})
         seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": action,
                      "action_name": ACTIONS[action] if action < len(ACTIONS) else "",
@@ -306,7 +306,7 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
     for s in seqs:
         s["split"] = splits[s["name"]]
     manifest = {"kind": "acam-dataset", "imported_from": os.path.abspath(src_dir), "seed": None,
-                "preset": None, "sample_freq": SENSOR_RATE, "frame_rate": 12.0, "sequences": seqs}
+                "preset": None, "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "sequences": seqs}
     write_manifest(out_dir, manifest)
     return manifest
 
@@ -341,8 +341,8 @@ def import_dc(src_dir, out_path, array: ArrayGeometry | None = None, bad_mics=DC
             frame = frame.T.copy()
             frame[:, mask] = 0
             td[i * DC_SAMPLES:(i + 1) * DC_SAMPLES] = frame
-        td.attrs["sample_freq"] = SENSOR_RATE
-        f.attrs.update({"sample_freq": SENSOR_RATE, "frame_rate": 12.0, "source": os.path.abspath(src_dir),
+        td.attrs["sample_freq"] = SAMPLE_FREQ
+        f.attrs.update({"sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "source": os.path.abspath(src_dir),
                         "positions_note": "array file given" if array else
                         "the sensor's positions are unpublished: acam's default layout stands in"})
         f.create_dataset("mic_positions", data=geometry.positions)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from acam.dataset.store import Crop, Dataset, read_crop
+from acam.beamform.sensor import SAMPLE_FREQ
 
 STUDENT_RATE = 22050
 HEARNET_FRAMES = 500
@@ -71,7 +72,7 @@ class CropDataset(torch.utils.data.Dataset):
     def __init__(self, data: Dataset, modality: str, crops: list[Crop], mfcc_stats=None, cache: bool = True):
         self.data, self.modality, self.crops = data, modality, crops
         self.mfcc_stats = mfcc_stats
-        self.fs = float(data.manifest.get("sample_freq", 12288.0))
+        self.fs = float(data.manifest.get("sample_freq", SAMPLE_FREQ))
         self._cache = {} if cache else None
 
     def __len__(self):

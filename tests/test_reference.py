@@ -64,7 +64,8 @@ def _max_rel_err(ours, ref):
     (1000.0, 10.0, 64, "hann", None),         # 100-sample frames zero-padded to 128
     (1024.0, 8.0, 16, "tukey:0.5", (1, 5)),   # two bad microphones dropped
 ])
-@pytest.mark.parametrize("precision, tol", [("double", 1e-4), ("single", 1e-3)])
+# measured over three seeds: <= 4.5e-14 in double, <= 1.5e-6 in single precision
+@pytest.mark.parametrize("precision, tol", [("double", 1e-12), ("single", 1e-5)])
 def test_matches_naive_reference(rng, fs, frame_rate, n_bins, window, bad, precision, tol):
     geometry = ArrayGeometry(rng.uniform(-0.2, 0.2, (7, 3)) * [1, 1, 0])
     grid = CameraGrid(3, 4, 70.0, 50.0, 1.5)
