@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from acam.beamform.sensor import BAD_MICS, SPEED_OF_SOUND  # noqa: F401 (re-exported for the room code)
+from acam.beamform.sensor import BAD_MICS
 
 from .sounds import ACTIONS
 

@@ -34,7 +34,9 @@ import math
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .physics import AIR_ABSORPTION, OCTAVES, SPEED_OF_SOUND, Room, eyring_rt60
+from acam.beamform.sensor import SPEED_OF_SOUND
+
+from .physics import AIR_ABSORPTION, OCTAVES, Room, eyring_rt60
 
 HALF = 32                # fractional-delay kernel half-width, samples (65 taps, Hann-windowed sinc)
 NFRAME, HOP = 512, 256   # frames of the diffuse fields and tails

@@ -14,6 +14,7 @@ import scipy.signal
 from click.testing import CliRunner
 
 from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
+from acam.beamform.sensor import SPEED_OF_SOUND
 from acam.cli import acam
 from acam.core.errors import AcamError
 from acam.dataset import physics as ph
@@ -77,7 +78,7 @@ def test_self_noise_is_independent_and_the_ambience_diffuse():
     assert np.sqrt(np.mean(c1[band] ** 2)) < 0.1 and abs(np.mean(c1[band])) < 0.03   # independent channels
     f, c2 = got[2]
     diffuse = nc35_psd(f)
-    want = np.sinc(2 * f * d / ph.SPEED_OF_SOUND) * diffuse / (diffuse + ph.self_noise_psd())
+    want = np.sinc(2 * f * d / SPEED_OF_SOUND) * diffuse / (diffuse + ph.self_noise_psd())
     sel = (f > 60) & (f < 5500)
     assert np.sqrt(np.mean((c2[sel] - want[sel]) ** 2)) < 0.06
     assert np.min(c2[(f > 60) & (f < 400)]) > 0.8 and np.min(c2[(f > 3000) & (f < 3800)]) < 0.1
