@@ -273,7 +273,8 @@ def _render_v2(seq, p: Preset, geometry, grid, seed, sounds=None) -> Rendered:
     vrng = stream(plan.key, "video")
     motion = motion_v2(seq["action"], n_frames, fs, FRAME_RATE, trace, vrng)
     video = render_v2(seq["action"], seq["scenario"], seq["subject"], track, motion, stature, p.video_size, grid, vrng)
-    attrs = {"level_dba_1m": ph.laeq(plan.target_signal, fs), "source_height": float(where[0, 1] + ph.ARRAY_HEIGHT.value),
+    attrs = {"level_dba_1m": ph.laeq(plan.target_signal, fs),
+             "source_height": float(where[0, 1] + ph.ARRAY_HEIGHT.value),
              "interferers": ",".join(s.kind for s in plan.interferers)}
     return Rendered(raw, centre, track, video, edges, where, attrs)
 

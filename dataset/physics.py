@@ -46,7 +46,8 @@ ACTION_LEVEL = {
     "whistling": Figure(70.0, "dBA", "E", "casual tune, tonal 1-3 kHz"),
     "playing kendama": Figure(58.0, "dBA", "E", "60 g hardwood ball caught about once a second"),
     "clicking": Figure(45.0, "dBA", "E", "mouse or pen clicks, 3 per second"),
-    "typing": Figure(52.0, "dBA", "E", "5 keystrokes/s; key hits the keyboard base (mechanism: PC keyboard noise study)"),
+    "typing": Figure(52.0, "dBA", "E", "5 keystrokes/s; the key hitting the keyboard base (mechanism: "
+                                       "PC keyboard noise study)"),
     "knocking": Figure(68.0, "dBA", "E", "knuckles on wood, bursts of 3-4 knocks"),
     "hammering": Figure(88.0, "dBA", "E", "claw hammer on a nail, 1.5 blows/s"),
     "peanut breaking": Figure(40.0, "dBA", "E", "the faintest class"),

@@ -7,9 +7,10 @@ up to 10 lg 126 = 21 dB, an advantage no real diffuse field gives (its coherence
 d apart is sinc(k d)).  Its Python loop over microphones is also slow (about 1.6 s per source for
 128 microphones at image order 10 on this machine).  So the office is rendered as
 
-* **early part**: every image source of the shoebox closer than ``c * ism_until`` (0.05 s: about 2.6 times the mixing time sqrt(V) ms of Polack 1988), exact
-  spherical waves to every microphone, octave-band wall absorption and air absorption (Allen &
-  Berkley 1979); ``free`` and ``ground`` rooms are the same code with no walls / the floor only;
+* **early part**: every image source of the shoebox closer than ``c * ism_until`` (0.05 s: about
+  2.7 times the mixing time sqrt(V) ms of Polack 1988), exact spherical waves to every
+  microphone, octave-band wall absorption and air absorption (Allen & Berkley 1979); ``free`` and
+  ``ground`` rooms are the same code with no walls / the floor only;
 * **late part**: a diffuse reverberant field (Lehmann & Johansson 2010 model the tail the same
   way): plane waves from 64 directions spread over the sphere, each carrying independent noise whose
   expected power follows the statistical-room envelope of the source,
