@@ -6,8 +6,10 @@ pre-allocated cube file, which is renamed into place only when every range has s
 are whole multiples of the block size, so every block is computed exactly as in a serial run and the
 cube is byte-for-byte the serial one.
 
-A re-run skips cubes that exist and were made with the same settings (their ``settings_digest``);
-a cube made with other settings is reported and left alone unless ``overwrite`` is set.
+One rule for existing outputs, for one recording (:func:`beamform_one`) and for many: a cube that
+exists is skipped when it is up to date - made with the same settings (its ``settings_digest``),
+with as many frames, from the same recording, and no older than that recording - and is otherwise
+reported and left alone unless ``overwrite`` is set.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from dataclasses import asdict, dataclass, replace
 import h5py
 
 from ..core.progress import progress_bar
-from ..core.tasks import Report, Task, local_threads, run_tasks
+from ..core.tasks import Report, Task, local_threads, local_workers, run_tasks
 from ..core.errors import AcamError
+from . import backend
 from .geometry import ArrayGeometry
 from .io import CubeWriter, RawRecording
 from .pipeline import RunSettings, _plan, _stream, beamform_file, build_beamformer
@@ -70,6 +73,7 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
         raise AcamError(f"--frames-per-task {frames_per_task} must be at least 1")
     if settings.threads is None:      # also checks --workers
         settings = replace(settings, threads=local_threads(workers, scheduler))
+    backend.check_gpu_workers(settings.device, local_workers(workers, scheduler))
     if retries < 0:
         raise AcamError(f"--retries {retries} must be at least 0")
     outs = output_paths(raws, out_dir)
@@ -80,12 +84,9 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
             with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
                 bf = build_beamformer(raw, settings)
                 plan = _plan(raw, bf, settings)
-            if os.path.exists(out) and not overwrite:
-                if _up_to_date(out, plan.report.settings_digest, plan.n_frames):
-                    skipped.append(out)
-                    continue
-                raise AcamError(f"{out} exists and was made from other settings or data; "
-                                f"use --overwrite to replace it")
+            if not overwrite and existing_is_current(out, raw_path, plan.report.settings_digest, plan.n_frames):
+                skipped.append(out)
+                continue
         except AcamError as exc:
             pre_failed[name] = str(exc)
             continue
@@ -131,12 +132,39 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
     return ManyResult(rep, tasks, skipped, outputs, audio)
 
 
-def _up_to_date(out: str, digest: str, n_frames: int) -> bool:
+def _up_to_date(out: str, raw_path: str, digest: str, n_frames: int) -> bool:
     try:
         with h5py.File(out, "r") as f:
-            return f.attrs.get("settings_digest") == digest and f["cube"].shape[0] == n_frames
-    except (OSError, KeyError):
+            same = (f.attrs.get("settings_digest") == digest and f["cube"].shape[0] == n_frames
+                    and f.attrs.get("source_file") == os.path.abspath(raw_path))
+    except (OSError, KeyError, TypeError):
         return False
+    return same and os.path.getmtime(out) >= os.path.getmtime(raw_path)
+
+
+def existing_is_current(out: str, raw_path: str, digest: str, n_frames: int) -> bool:
+    """The rule for an output that may exist: False when there is none (make it), True when it is up
+    to date (skip it); an :class:`AcamError` when it exists but is not (see the module docs)."""
+    if not os.path.exists(out):
+        return False
+    if os.path.exists(raw_path) and os.path.samefile(out, raw_path):
+        raise AcamError(f"output {os.path.abspath(out)!r} is also an input; choose another output path")
+    if _up_to_date(out, raw_path, digest, n_frames):
+        return True
+    raise AcamError(f"{out} exists and was made with other settings or from another or a newer "
+                    f"recording; use --overwrite to replace it")
+
+
+def beamform_one(raw_path, out, settings: RunSettings = RunSettings(), array: ArrayGeometry | None = None,
+                 overwrite: bool = False, progress: bool = False):
+    """One recording, with the same rule for an existing output as :func:`beamform_many`: returns
+    the :class:`~acam.beamform.pipeline.RunReport`, or None when ``out`` was up to date (skipped)."""
+    if not overwrite:
+        with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
+            plan = _plan(raw, build_beamformer(raw, settings), settings)
+        if existing_is_current(os.fspath(out), os.fspath(raw_path), plan.report.settings_digest, plan.n_frames):
+            return None
+    return beamform_file(raw_path, out, settings, array, progress=progress)
 
 
 def _file_task(raw_path, out, settings, array):

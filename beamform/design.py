@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from ..core.errors import AcamError
+from ..core.progress import progress_bar
 from .geometry import ArrayGeometry, sunflower
 from .grid import CameraGrid
 from .psf import _main_lobe, psf
@@ -90,19 +91,15 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
     best_obj = cur_obj = _objective(state.beam, side)
     best_xy = xy.copy()
     t0, t1 = 0.5, 0.01          # annealing temperature, dB
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=iterations, unit="move", desc="optimising layout", dynamic_ncols=True)
+    bar = progress_bar(iterations, progress, "optimising layout", "move")
     for it in range(iterations):
         frac = it / max(iterations, 1)
         temp = t0 * (t1 / t0) ** frac
         step = min_spacing * (1.0 - 0.9 * frac)
         j = int(rng.integers(n_mics))
         new = xy[j] + rng.normal(0, step, 2)
-        if bar is not None and it % 100 == 0:
-            bar.set_postfix(worst_sidelobe=f"{best_obj:.2f} dB")
+        if it % 100 == 0:
+            bar.set_postfix(worst_sidelobe=f"{best_obj:.2f} dB", refresh=False)
             bar.update(100 if it else 0)
         if np.any(np.abs(new) > half) or np.hypot(*new) < clearance:
             continue
@@ -119,9 +116,8 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
             cur_obj = obj
             if obj < best_obj:
                 best_obj, best_xy = obj, xy.copy()
-    if bar is not None:
-        bar.update(iterations - bar.n)
-        bar.close()
+    bar.update(iterations - bar.n)
+    bar.close()
     return ArrayGeometry(np.column_stack([best_xy, np.zeros(n_mics)]), f"optimised{n_mics}")
 
 

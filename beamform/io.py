@@ -12,6 +12,9 @@ Raw recording (``raw.h5``)
 Acoustic cube (``cube.h5``)
     ``cube``           (n_frames, rows, cols, n_bins) power, float32 (or float16); row 0 = top.
     ``frequencies``    (n_bins,) Hz.       ``look_points``  (rows, cols, 3) metres.
+                       The cube's dimensions are named ``frame, row, col, frequency`` and carry
+                       HDF5 dimension scales with a ``units`` attribute: ``frame_time`` (s),
+                       ``row_y`` (m), ``col_x`` (m), ``frequencies`` (Hz).
     attributes         sample_freq, frame_rate, nfft, n_bins, focus, speed_of_sound, hfov, vfov,
                        window, weights, bad_mics, source_file, version, settings_digest.
     ``source_positions`` is copied from the raw file when present.
@@ -247,6 +250,7 @@ class CubeWriter:
             dsid = h5py.h5d.create(f.id, b"cube", tid, space, dcpl=dcpl)
             self.offset = dsid.get_offset()
             dsid.close()
+            label_cube_dimensions(f, attrs)
         if self.offset is None and np.prod(self.shape) > 0:
             raise AcamError(f"cannot allocate the cube in {self.path!r}")
         self._open()
@@ -309,6 +313,37 @@ class CubeWriter:
             if fd is not None:
                 os.close(fd)
                 setattr(self, name, None)
+
+
+CUBE_DIMENSIONS = (("frame", "frame_time", "s", "start of each frame (time of its first sample)"),
+                   ("row", "row_y", "m", "y (up) of the row's look points on the focus plane; row 0 = top"),
+                   ("col", "col_x", "m", "x (right) of the column's look points on the focus plane"),
+                   ("frequency", "frequencies", "Hz", "centre frequency of each bin"))
+
+
+def label_cube_dimensions(f: h5py.File, attrs: dict) -> None:
+    """Name the ``cube`` dataset's four dimensions and attach HDF5 dimension scales with units
+    (``frame_time`` s, ``row_y`` m, ``col_x`` m, ``frequencies`` Hz), so any HDF5 reader (h5py's
+    ``dims``, netCDF tools, HDFView) can label the axes.  No timestamps: files stay byte-equal."""
+    cube = f["cube"]
+    n, rows, cols, _ = cube.shape
+    fs, fr = attrs.get("sample_freq"), attrs.get("frame_rate")
+    if fs and fr:
+        times = np.floor(np.arange(n) * (float(fs) / float(fr)) + 0.5) / float(fs)
+    else:
+        times = np.arange(n, dtype=float)
+    look = f["look_points"][()]
+    values = {"frame_time": times, "row_y": look[:, 0, 1] if look.shape[:2] == (rows, cols) else np.arange(rows),
+              "col_x": look[0, :, 0] if look.shape[:2] == (rows, cols) else np.arange(cols)}
+    for i, (label, name, unit, what) in enumerate(CUBE_DIMENSIONS):
+        if name not in f:
+            f.create_dataset(name, data=np.asarray(values[name], float))
+        scale = f[name]
+        scale.attrs["units"] = unit
+        scale.attrs["long_name"] = what
+        scale.make_scale(label)
+        cube.dims[i].label = label
+        cube.dims[i].attach_scale(scale)
 
 
 @dataclass

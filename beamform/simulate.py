@@ -69,7 +69,9 @@ class SourceSpec:
             kind, _, arg = head.partition(":")
             kw: dict = {"position": pos, "kind": kind, "amplitude": amp}
             if kind == "tone":
-                kw["freq"] = float(arg or 1000)
+                if not arg:
+                    raise ValueError("a tone needs its frequency, e.g. tone:2000@0,0,2")
+                kw["freq"] = float(arg)
             elif kind == "chirp":
                 a, _, b = (arg or "500-6000").partition("-")
                 kw["freq"], kw["freq2"] = float(a), float(b)
@@ -106,6 +108,22 @@ class SourceSpec:
             raise AcamError(f"source frequency {self.freq} Hz must lie between 0 and Nyquist ({fs / 2} Hz)")
         if not all(math.isfinite(c) for c in self.position):
             raise AcamError(f"source position {self.position} is not finite")
+
+
+def source_warnings(sources, hfov: float = 60.0, vfov: float = 45.0) -> list[str]:
+    """One line for each source that no picture will show: behind the array (z <= 0), or outside
+    the camera's ``hfov`` x ``vfov`` degree view."""
+    out = []
+    for i, s in enumerate(sources, 1):
+        x, y, z = (float(c) for c in s.position)
+        where = f"source {i} ({s.kind} at {x:g},{y:g},{z:g} m)"
+        if z <= 0:
+            out.append(f"{where} is behind the array (z <= 0, z points forward): it is simulated, "
+                       "but no picture shows it")
+        elif abs(math.degrees(math.atan2(x, z))) > hfov / 2 or abs(math.degrees(math.atan2(y, z))) > vfov / 2:
+            out.append(f"{where} is outside the {hfov:g} x {vfov:g} degree view: it is simulated, "
+                       "but no picture shows it")
+    return out
 
 
 def load_wav(path: str, rate: float) -> np.ndarray:

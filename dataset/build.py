@@ -36,7 +36,7 @@ from acam.beamform.io import atomic_output
 from acam.beamform.sensor import FRAME_RATE, SAMPLE_FREQ
 from acam.beamform.steering import distances, steering_weights
 from acam.core.errors import AcamError
-from acam.core.tasks import Task, fans_out, local_threads, run_tasks
+from acam.core.tasks import Task, fans_out, local_threads, local_workers, run_tasks
 
 from . import physics as ph
 from .mfcc import cube_mfcc_settings, mfcc
@@ -151,6 +151,7 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
     user = UserSounds(sounds) if sounds is not None else None
     p = PRESETS[preset]
     threads = local_threads(workers, scheduler)           # also checks --workers
+    backend.check_gpu_workers(device, local_workers(workers, scheduler))
     folder = os.fspath(folder)
     manifest = plan(p, seed, physics, user)
     names = {s["name"] for s in manifest["sequences"]}

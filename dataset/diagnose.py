@@ -33,6 +33,7 @@ from acam.core.errors import AcamError
 
 from . import physics as ph
 from .build import (FRAME_RATE, SAMPLE_FREQ, dataset_beamformer, physics_of, preset_of, sequence_stems)
+from .scenarios import scenario_label
 from .sounds import ACTIONS
 from .store import Dataset
 
@@ -222,7 +223,7 @@ def format_table(report: dict) -> str:
                      f"{f(r['gain'], 6)} {f(r['sir_mono'])} {f(r['sir_pixel'])} {f(r['target_dba'], 7)} "
                      f"{f(r['background_dba'], 7)} {f(r['source_dba'], 7)}")
     for sc, r in report["scenarios"].items():
-        lines.append(f"scenario {sc}: RT60 {r['rt60']:.2f} s (stated {r['stated_rt60']:.2f} s), target level range "
+        lines.append(f"{scenario_label(sc)}: RT60 {r['rt60']:.2f} s (stated {r['stated_rt60']:.2f} s), target level range "
                      f"{r['target_dba_range']:.1f} dB, source level range {r['source_dba_range']:.1f} dB, "
                      f"mean SNR mono {f(r['snr_mono'], 0).strip()} -> pixel {f(r['snr_pixel'], 0).strip()} dB, "
                      f"SIR mono {f(r['sir_mono'], 0).strip()} -> pixel {f(r['sir_pixel'], 0).strip()} dB")
@@ -267,8 +268,7 @@ def figure(report: dict):
             ax.set_ylabel(f"{what}, dB\n{BAND[0]:.0f}-{BAND[1]:.0f} Hz", fontsize=9)
             if all(r[a] is None for r in rows):
                 ax.text(0.5, 0.5, "no interferers in this scenario", ha="center", va="center", transform=ax.transAxes)
-            ax.set_title(f"scenario {sc} ({['', 'anechoic', 'office', 'terrace'][sc]}): {what}; "
-                         f"RT60 {info['rt60']:.2f} s", fontsize=10)
+            ax.set_title(f"{scenario_label(sc)}: {what}; RT60 {info['rt60']:.2f} s", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
             if i == 0:
                 ax.legend(fontsize=8)

@@ -66,7 +66,7 @@ def reproduce(data: str, out_dir: str, epochs: int = 100, seeds=(0,), train_sets
                     tasks.append(Task(name, _run_task, (cfg, os.path.join(out_dir, name), inner, threads)
                                       + tuple(Dep(a) for a in after), after))
                     keys[name] = (s, sup, ts)
-    rep = run_tasks(tasks, scheduler, workers, retries, progress and fanned, "runs", echo)
+    rep = run_tasks(tasks, scheduler, workers, retries, progress, "runs", echo)
     if echo is not None and fanned:
         echo(rep.summary(tasks))
     results: dict = {}

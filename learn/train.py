@@ -2,7 +2,9 @@
 
 Adam, mini-batches, best checkpoint by validation accuracy, resume from the last checkpoint after
 an interruption, deterministic for a seed (crop positions fixed; the epoch number seeds the
-shuffle), CUDA when present, a progress bar and a CSV log of loss and accuracy per epoch.
+shuffle; on CUDA :func:`deterministic_cuda` selects deterministic cuDNN/cuBLAS algorithms, and an
+operation that has none warns instead of silently varying), CUDA when present, a progress bar and a
+CSV log of loss and accuracy per epoch.
 
 A run folder holds ``config.json``, ``log.csv``, ``last.pt`` (everything needed to resume) and
 ``best.pt`` (the model with the best validation accuracy).  Checkpoints carry the model config, the
@@ -21,11 +23,15 @@ import numpy as np
 import torch
 
 from acam.core.errors import AcamError
+from acam.core.progress import progress_bar
 from acam.dataset.store import Dataset
 
 from .data import CropDataset, collate, mfcc_stats
 from .losses import distillation_loss
 from .models import STUDENTS, ModelConfig, build_model, clip_logits
+
+#: Training reads its running loss and accuracy off the device for the progress line every this many batches.
+PROGRESS_EVERY = 10
 
 # the paper's crops: teachers 1 s x 30 per sequence, students 5 s x 6
 CROPS = {"teacher": (1.0, 30), "student": (5.0, 6)}
@@ -65,7 +71,40 @@ def pick_device(name: str) -> torch.device:
 
 
 def _to(x, device):
-    return tuple(t.to(device) for t in x) if isinstance(x, tuple) else x.to(device)
+    """To ``device``; from pinned batches the copy is asynchronous (no wait per step)."""
+    if isinstance(x, tuple):
+        return tuple(t.to(device, non_blocking=True) for t in x)
+    return x.to(device, non_blocking=True)
+
+
+def deterministic_cuda(device: torch.device) -> None:
+    """Make a CUDA run repeat for a seed: deterministic cuDNN algorithms (no benchmark autotuning),
+    a fixed cuBLAS workspace, and ``torch.use_deterministic_algorithms`` (an operation without a
+    deterministic CUDA kernel warns, naming itself).  Nothing changes on the CPU, which is
+    deterministic already."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # read when cuBLAS starts
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def process_group_timeout():
+    """How long a process waits for the others in a collective under ``torchrun``: the
+    ``ACAM_DIST_TIMEOUT`` environment variable in seconds, default 2 hours.  Rank 0 alone computes the
+    teacher's soft labels and validates and saves each epoch while the others wait in a barrier;
+    NCCL's own default (10 minutes) would abort such a job."""
+    import datetime
+
+    raw = os.environ.get("ACAM_DIST_TIMEOUT", "7200")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds < 1e9):
+        raise AcamError(f"ACAM_DIST_TIMEOUT={raw!r} must be a positive number of seconds")
+    return datetime.timedelta(seconds=seconds)
 
 
 def make_datasets(cfg: TrainConfig, modality: str, stats=None):
@@ -132,6 +171,8 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         torch.set_num_threads(threads)
     dist = Distributed.from_env(cfg.device)
     device = dist.device if dist else pick_device(cfg.device)
+    deterministic_cuda(device)
+    pin = device.type == "cuda"
     per_rank_batch = cfg.batch_size
     if dist:
         if cfg.batch_size % dist.world:
@@ -168,33 +209,44 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
     main = dist is None or dist.rank == 0
     if main:
         with open(os.path.join(out_dir, "config.json"), "w") as f:
-            json.dump(asdict(cfg), f, indent=1)
-    val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate)
-    bar = None
-    if progress and main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.epochs, initial=start_epoch, unit="epoch", desc=f"{cfg.model}", dynamic_ncols=True)
+            sec, per_seq = cfg.crops()          # the crops actually used, not None for "the default"
+            json.dump({**asdict(cfg), "crop_seconds": sec, "crops_per_sequence": per_seq}, f, indent=1)
+    val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate, pin_memory=pin)
+    world = dist.world if dist else 1
+    n_batches = -(-(-(-len(train) // world)) // per_rank_batch)            # per epoch and process
+    label = "/".join(os.path.normpath(out_dir).split(os.sep)[-2:])
+    show = progress and main
+    bar = progress_bar(cfg.epochs * n_batches, show, label, "batch", start_epoch * n_batches, leave=False)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         net.train()
         sampler = EpochShuffle(len(train), epoch, dist.rank if dist else 0, dist.world if dist else 1)
         loader = torch.utils.data.DataLoader(train, batch_size=per_rank_batch, sampler=sampler,
-                                             collate_fn=collate, generator=torch.Generator())
-        total, correct, n = 0.0, 0, 0
+                                             collate_fn=collate, generator=torch.Generator(), pin_memory=pin)
+        # running sums stay on the device: the host reads them only for the progress line (every
+        # PROGRESS_EVERY batches) and at the end of the epoch, not after every step
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        n, step = 0, 0
+        bar.set_description(f"{label} epoch {epoch + 1}/{cfg.epochs}", refresh=False)
         for x, y, idx in loader:
-            x, y = _to(x, device), y.to(device)
+            x, y = _to(x, device), _to(y, device)
             logits = clip_logits(net(x))
             if soft is not None:
-                loss = distillation_loss(logits, y, soft[idx.to(device)], cfg.lam, cfg.temperature)
+                loss = distillation_loss(logits, y, soft[_to(idx, device)], cfg.lam, cfg.temperature)
             else:
                 loss = torch.nn.functional.cross_entropy(logits, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(-1) == y).sum())
+            total += loss.detach().double() * len(y)
+            correct += (logits.argmax(-1) == y).sum()
             n += len(y)
+            step += 1
+            if show and (step == 1 or step % PROGRESS_EVERY == 0 or step == n_batches):   # this epoch so far
+                bar.set_postfix(loss=f"{float(total) / n:.3f}", acc=f"{int(correct) / n:.3f}", refresh=False)
+            bar.update(1)
+        total, correct = float(total), int(correct)
         if dist:
             total, correct, n = dist.sum(total, correct, n)
         if not main:                       # rank 0 validates and writes; the others wait for it
@@ -213,13 +265,10 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
             _save(state, os.path.join(out_dir, "best.pt"))
         _save({**state, "optimizer": opt.state_dict(), "best_acc": best_acc}, last)
         _write_log(out_dir, history)
-        if bar is not None:
-            bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{val_acc:.3f}")
-            bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)
         if dist:
             dist.barrier()
-    if bar is not None:
-        bar.close()
+    bar.close()
     if dist:
         best_acc = dist.broadcast(best_acc)
         dist.close()
@@ -277,7 +326,7 @@ class Distributed:
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         if not td.is_initialized():
-            td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            td.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=process_group_timeout())
         return cls(rank, world, local, device)
 
     def wrap(self, model):
