@@ -234,25 +234,23 @@ def write(report: dict, path) -> str:
     """Write the report as JSON at ``path`` and a figure beside it (same name, ``.png``); returns the
     figure's path."""
     from acam.beamform.io import atomic_output
+    from acam.core.figures import save_png
 
     path = os.fspath(path)
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=1)
     png = os.path.splitext(path)[0] + ".png"
-    with atomic_output(png) as tmp:
-        figure(report).savefig(tmp, format="png", dpi=110)
+    save_png(figure(report), png, dpi=110)
     return png
 
 
 def figure(report: dict):
     """Mono vs source-pixel SNR and SIR per action, one row per scenario."""
-    import matplotlib
+    from acam.core.figures import LABEL_SIZE, TICK_SIZE, pyplot, titled
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     scen = sorted({r["scenario"] for r in report["table"]})
-    fig, axes = plt.subplots(len(scen), 2, figsize=(14, 3.6 * len(scen)), squeeze=False, sharey="col")
+    fig, axes = plt.subplots(len(scen), 2, figsize=(14, 3.8 * len(scen)), squeeze=False, sharey="col")
     for i, sc in enumerate(scen):
         rows = [r for r in report["table"] if r["scenario"] == sc]
         x = np.arange(len(rows))
@@ -264,15 +262,15 @@ def figure(report: dict):
             ax.bar(x - 0.2, [nan(r[a]) for r in rows], 0.4, label="single microphone")
             ax.bar(x + 0.2, [nan(r[b]) for r in rows], 0.4, label="beamformer at the source pixel")
             ax.axhline(0, color="k", lw=0.6)
-            ax.set_xticks(x, [r["action_name"] for r in rows], rotation=40, ha="right", fontsize=8)
-            ax.set_ylabel(f"{what}, dB\n{BAND[0]:.0f}-{BAND[1]:.0f} Hz", fontsize=9)
+            ax.set_xticks(x, [r["action_name"] for r in rows], rotation=40, ha="right", fontsize=TICK_SIZE)
+            ax.set_ylabel(f"{what}, dB", fontsize=LABEL_SIZE)
+            titled(ax, f"{scenario_label(sc)}: {what}",
+                   f"{BAND[0]:.0f}-{BAND[1]:.0f} Hz; physics {report['physics']}, preset {report['preset']}; "
+                   f"RT60 {info['rt60']:.2f} s")
             if all(r[a] is None for r in rows):
                 ax.text(0.5, 0.5, "no interferers in this scenario", ha="center", va="center", transform=ax.transAxes)
-            ax.set_title(f"{scenario_label(sc)}: {what}; RT60 {info['rt60']:.2f} s", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
             if i == 0:
-                ax.legend(fontsize=8)
-    fig.suptitle(f"acam dataset diagnose: physics {report['physics']}, preset {report['preset']}, "
-                 f"{len(report['sequences'])} sequences", fontsize=12)
+                ax.legend(fontsize=TICK_SIZE)
     fig.tight_layout()
     return fig
