@@ -473,8 +473,9 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, only, ph
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the figures as JSON here and a PNG beside it.")
-@click.option("--limit", type=int, default=None, help="At most this many sequences.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--limit", type=int, default=None, help="At most this many sequences (in manifest order).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the beamformer runs on the re-rendered parts.")
 def dataset_diagnose(folder, output, limit, device):
     """Measure what spatial filtering can do on a dataset, without training: single-microphone and
     source-pixel SNR and SIR, levels, the rendered RT60, per scenario and action."""
