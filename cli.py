@@ -434,6 +434,7 @@ def dataset_group():
       acam dataset build --preset tiny -o data/tiny     seconds; what the tests use
       acam dataset build --preset small -o data/small   minutes on a laptop CPU
       acam dataset info data/small                      counts per action/scenario/subject/split
+      acam dataset diagnose data/tiny -o diag.json      SNR/SIR mono vs source pixel, RT60, levels
       acam dataset mfcc cube.h5 -o mfcc.h5              512 bins -> 12 MFCC per pixel
       acam dataset import-tfrecord DIR -o data/real     the authors' record format
       acam dataset import-dc DIR -o raw.h5              the sensor's raw .dc frame files
@@ -449,9 +450,15 @@ def dataset_group():
               help="Also store full 512-bin cubes (3.5 MB per frame in float32).")
 @click.option("--keep-raw", is_flag=True, help="Also store the 128-channel recordings.")
 @click.option("--limit", type=int, default=None, help="Build at most this many missing sequences.")
+@click.option("--only", multiple=True, metavar="NAME", help="Build only this sequence (repeatable), e.g. a02_s3_p00_r0.")
+@click.option("--physics", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="2: cited levels, sensor noise, ambience, competing sources, the stated RT60; 1: the first simulation.")
+@click.option("--sounds", type=click.Path(file_okay=False), default=None,
+              help="Folder of recordings DIR/<action>/*.wav played instead of the synthesised sounds.")
 @_scale_options
 @click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
-def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, scheduler, workers, retries, progress):
+def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, only, physics, sounds, scheduler, workers,
+                  retries, progress):
     """Simulate, beamform and store a dataset; resumes where an interrupted build stopped.
 
     Each sequence is one task: --workers N builds on a local Dask cluster, --scheduler ADDRESS on
@@ -464,10 +471,29 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, schedule
 
     t0 = time.perf_counter()
     build(output, preset, seed, device, cubes, keep_raw, _progress(progress),
-          limit, scheduler, workers, retries, click.echo)
+          limit, scheduler, workers, retries, click.echo, physics=int(physics), sounds=sounds, only=list(only) or None)
     info = Dataset(output).info()
     click.echo(f"{output}: {info['built']}/{info['sequences']} sequences, {info['seconds']:.0f} s of audio, "
                f"{info['bytes'] / 2 ** 20:.1f} MiB, {time.perf_counter() - t0:.1f} s")
+
+
+@dataset_group.command("diagnose")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the figures as JSON here and a PNG beside it.")
+@click.option("--limit", type=int, default=None, help="At most this many sequences (in manifest order).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the beamformer runs on the re-rendered parts.")
+def dataset_diagnose(folder, output, limit, device):
+    """Measure what spatial filtering can do on a dataset, without training: single-microphone and
+    source-pixel SNR and SIR, levels, the rendered RT60, per scenario and action."""
+    from acam.dataset.diagnose import diagnose, format_table, write
+
+    report = diagnose(folder, limit, device, progress=lambda name: click.echo(f"  {name}", err=True))
+    click.echo(format_table(report))
+    if output:
+        png = write(report, output)
+        click.echo(f"wrote {output} and {png}")
 
 
 @dataset_group.command("info")
