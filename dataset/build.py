@@ -27,7 +27,6 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-import h5py
 import numpy as np
 
 from acam import __version__
