@@ -712,7 +712,7 @@ def learn_train(model, init, data, train_on, epochs, batch_size, lr, seed, crops
     from acam.learn.reproduce import LR
     from acam.learn.train import TrainConfig, fit
 
-    lr = lr or LR.get(model) or LR[(model, "G")]
+    lr = lr if lr is not None else LR.get(model) or LR[(model, "G")]      # --lr 0 is refused, not defaulted
     cfg = TrainConfig(model, data, _scenarios(train_on), epochs, batch_size, lr, seed, None, crops, device=device)
     res = fit(cfg, output, _progress(progress), init)
     if os.environ.get("RANK", "0") == "0":
@@ -743,7 +743,7 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
         raise click.BadParameter(f"--temperature {temperature} must be positive")
     _, ck = load_run(teacher)
     data = data or ck["train_config"]["data"]
-    cfg = TrainConfig(student, data, _scenarios(train_on), epochs, batch_size, lr or 1e-3, seed, None, crops,
+    cfg = TrainConfig(student, data, _scenarios(train_on), epochs, batch_size, 1e-3 if lr is None else lr, seed, None, crops,
                       os.path.abspath(teacher), lam, temperature, device=device)
     show = _progress(progress)
     if grid:

@@ -281,6 +281,7 @@ def test_full_disk_leaves_no_checkpoint_part(tmp_path):
     (["--batch-size", "0"], ["batch_size=0"]),
     (["--lr", "nan"], ["lr=nan"]),
     (["--lr", "-1"], ["lr=-1"]),
+    (["--lr", "0"], ["lr=0"]),
 ])
 def test_train_options_are_checked_by_the_library(tmp_path, data, args, words):
     refused(run("learn", "train", "--model", "dualcamnet", "--data", data, "-o", tmp_path / "r",
