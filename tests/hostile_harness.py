@@ -1076,6 +1076,7 @@ TRAIN_OPTIONS = {
     "batch-size 0": (["--batch-size", "0"], ["batch_size=0"]),
     "lr nan": (["--lr", "nan"], ["lr=nan"]),
     "lr -1": (["--lr", "-1"], ["lr=-1"]),
+    "lr 0": (["--lr", "0"], ["lr=0"]),
     "seed -1": (["--seed", "-1"], ["seed=-1"]),
     "train-on 4": (["--train-on", "4"], ["'4'", "scenario"]),
 }
