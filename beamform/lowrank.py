@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import threading
 import zipfile
@@ -48,6 +49,7 @@ import numpy as np
 from . import backend
 from ..core.digest import digest
 from ..core.errors import AcamError
+from ..core.safeio import part_path, remove_stale_parts
 
 #: Smallest tolerance factorised from a single-precision Gram matrix (see the module docs).
 SINGLE_GRAM_MIN_TOLERANCE = 1e-3
@@ -101,7 +103,7 @@ def factorise(spec, tolerance: float, xp=np, dtype=np.complex64, use_cache: bool
         raise AcamError(f"tolerance={tolerance} must lie between 0 and 1 (0 = the exact path)")
     dtype = np.dtype(dtype)
     key, path = cache_path(spec, tolerance, dtype)
-    if use_cache and os.path.exists(path):
+    if use_cache and os.path.lexists(path):
         try:
             ranks, s1, V = _load(path, key, spec, tolerance, dtype)
             Cs, Bs = _rebuild(spec, tolerance, dtype, ranks, s1, V, chunk, threads)
@@ -222,7 +224,11 @@ def _save(path, key, spec, tolerance, dtype, ranks, s1, Bs) -> None:
     ranks, s1 = np.asarray(ranks, np.int64), np.asarray(s1, np.float64)
     meta = {**_meta(key, spec, tolerance, dtype), "sha256": _arrays_digest(ranks, s1, V)}
     os.makedirs(cache_dir(), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.part.npz"
+    if os.path.lexists(path) and not _regular(path):
+        print(f"acam: not writing the low-rank cache {path}: something other than a file is there", file=sys.stderr)
+        return
+    remove_stale_parts(path)                      # parts of cache writers that were killed
+    tmp = part_path(path) + ".npz"                # np.savez keeps a name that ends in .npz
     try:
         np.savez(tmp, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), ranks=ranks, s1=s1, V=V)
         os.replace(tmp, path)
@@ -234,10 +240,19 @@ def _save(path, key, spec, tolerance, dtype, ranks, s1, Bs) -> None:
             pass
 
 
+def _regular(path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _load(path, key, spec, tolerance, dtype):
     """``(ranks, s1, V)`` of a cache file, or CacheRejected naming the first check that failed."""
     n_bins, n_mics = spec.n_bins, len(spec.active)
     want = {"meta": None, "ranks": (n_bins,), "s1": (n_bins,)}
+    if not _regular(path):                        # a FIFO would block the read, a device never end
+        raise CacheRejected("it is not a regular file")
     try:
         size = os.path.getsize(path)
         if size > MAX_CACHE_BYTES:

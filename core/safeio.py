@@ -259,7 +259,7 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_parts(path) -> list[str]:
     """Remove the part files of ``path`` whose writer, a process on this host, is gone."""
     folder, base = os.path.split(os.path.abspath(os.fspath(path)))
-    pat = re.compile(r"\." + re.escape(base) + r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part")
+    pat = re.compile(r"\." + re.escape(base) + r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part(?:\.[A-Za-z0-9]+)?")
     removed = []
     try:
         names = os.listdir(folder)

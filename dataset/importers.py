@@ -29,7 +29,6 @@ import struct
 import zlib
 from collections import defaultdict
 
-import h5py
 import numpy as np
 
 from acam.core.errors import AcamError, FormatError

@@ -214,3 +214,29 @@ def test_run_prints_the_compute_rate_apart_from_setup(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "compute: 360 frames in 1.50 s = 240.0 frames/s (20.0x real time); set-up 2.00 s" in res.output
     assert "(bf16)" in res.output
+
+
+def test_lowrank_cache_special_files_and_dead_writers_parts(cache, capsys):
+    """A FIFO at the cache path is neither read (it would block) nor replaced; part files of a killed
+    cache writer are removed by the next write."""
+    import stat
+    import subprocess
+
+    from acam.beamform.lowrank import cache_path
+    from acam.core.safeio import _HOST
+
+    frames = np.random.default_rng(5).standard_normal((2, 1024, 128))
+    _, path = cache_path(SPEC, 1e-3, np.complex64)
+    os.mkfifo(path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()                                             # a pid that is gone
+    stale = os.path.join(cache, f".{os.path.basename(path)}.{_HOST}.{dead.pid}.0badf00d.part.npz")
+    open(stale, "wb").close()
+    lr = Beamformer(SPEC, 12.0, device="cpu", tolerance=1e-3)
+    lr.process(frames)                                      # returns: the FIFO was not opened
+    assert lr.lowrank.source == "recomputed"
+    assert "not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.stat(path).st_mode)             # left as it was, nothing written over it
+    os.unlink(path)
+    Beamformer(SPEC, 12.0, device="cpu", tolerance=1e-3).process(frames)
+    assert not os.path.exists(stale) and os.path.isfile(path)
