@@ -13,3 +13,8 @@ import name ``acam``.
 """
 
 __version__ = "0.2.0"
+
+# before NumPy loads OpenBLAS: the right kernels on CPUs OpenBLAS does not know yet (acam.core.cpu)
+from .core.cpu import prefer_openblas_kernels as _prefer_openblas_kernels  # noqa: E402
+
+_prefer_openblas_kernels()

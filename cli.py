@@ -22,8 +22,11 @@ class _Group(click.Group):
     """A click group that turns library errors into one line and a non-zero exit."""
 
     def invoke(self, ctx):
+        from acam.core.safeio import input_scope
+
         try:
-            return super().invoke(ctx)
+            with input_scope():     # every file the command reads is remembered: no output replaces one
+                return super().invoke(ctx)
         except click.UsageError as exc:  # one line instead of usage + hint + error
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             raise click.ClickException(exc.format_message() + hint) from None
@@ -33,6 +36,20 @@ class _Group(click.Group):
             raise click.ClickException("out of memory; use a smaller --block-frames or fewer --bins") from None
         except OSError as exc:
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+
+PROGRESS_HELP = ("Progress (default: on - a bar on a terminal, otherwise a plain line every "
+                 "$ACAM_PROGRESS_SECONDS, default 30 s).")
+
+
+def _progress(flag):
+    from acam.core.progress import wanted
+
+    return wanted(flag)
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
 
 
 def _floats(text: str, n: int, what: str) -> tuple:
@@ -90,16 +107,20 @@ def beamform_group():
 @click.option("--array", "array_file", type=click.Path(dir_okay=False),
               help="Array geometry (.xml Acoular, .csv, .npy, .h5); default: the built-in 128-mic layout.")
 @click.option("--source", "sources", multiple=True, metavar="KIND[:ARGS]@X,Y,Z[*AMP]",
-              help="A source, repeatable: noise@0,0,2 | tone:2000@-1,0,3 | chirp:500-6000@0.5,0.2,2.5 | "
+              help="A source, repeatable: noise@0,0,2 | tone:2000@-1,0,3 (the frequency is required) | "
+                   "chirp:500-6000@0.5,0.2,2.5 | "
                    "burst@... | wav:FILE@...  Positions in metres, camera frame (x right, y up, z forward). "
                    "Default: a noise source and a chirp.")
 @click.option("--duration", default=2.0, show_default=True, help="Seconds.")
 @click.option("--room", type=click.Choice(["anechoic", "shoebox"]), default="anechoic", show_default=True)
-@click.option("--room-dim", default="7,6,3", show_default=True, help="Shoebox size x,y,z (z up), metres.")
+@click.option("--room-dim", default="7,6,3", show_default=True,
+              help="Shoebox size in the room's own frame, metres: width x, depth y (the array looks along "
+                   "+y), height z. Unlike --source (camera frame, y up), the room frame is z-up.")
 @click.option("--rt60", default=0.5, show_default=True, help="Shoebox reverberation time, seconds.")
 @click.option("--absorption", type=float, default=None, help="Wall energy absorption 0-1, instead of --rt60.")
 @click.option("--max-order", type=int, default=None, help="Image-source order (default: from RT60, at most 12).")
-@click.option("--array-pos", default=None, help="Array centre in room coordinates x,y,z (default: 1 m from a wall, centred).")
+@click.option("--array-pos", default=None, help="Array centre in the room frame x,y,z (z up; default: centred in "
+                                                 "x, 1 m from the y = 0 wall, 1.5 m high).")
 @click.option("--noise-snr", type=float, default=None, help="Add diffuse noise at this SNR (dB).")
 @click.option("--sample-rate", default=SAMPLE_FREQ, show_default=True, help="Hz (the sensor's rate).")
 @click.option("--frame-rate", default=12.0, show_default=True, help="Video frames per second.")
@@ -109,7 +130,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
     """Simulate a recording of the array with pyroomacoustics and write it as a raw .h5 file."""
     from acam.beamform.geometry import ArrayGeometry
     from acam.beamform.io import write_raw
-    from acam.beamform.simulate import Scene, SourceSpec, simulate
+    from acam.beamform.simulate import Scene, SourceSpec, simulate, source_warnings
 
     kw = {}
     if sources:
@@ -120,10 +141,18 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
                   array_position=_floats(array_pos, 3, "--array-pos") if array_pos else None,
                   noise_snr=noise_snr, seed=seed, frame_rate=frame_rate, **kw)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
+    from acam.core.safeio import check_output
+
+    scene.validate(geom.n_mics if geom else 128)      # bad settings and outputs fail before any warning
+    check_output(output)
+    if sources:
+        for line in source_warnings(scene.sources, HFOV, VFOV):
+            click.echo(f"warning: {line}", err=True)
     rec = simulate(scene, geom)
     write_raw(output, rec["time_data"], rec["sample_freq"], rec["mic_positions"], frame_rate,
               source_positions=rec["source_positions"],
-              attrs={"scene_room": room, "hfov": 60.0, "vfov": 45.0, "generator": f"acam {__version__}"})
+              attrs={"scene_room": room, "hfov": HFOV, "vfov": VFOV, "unit": "Pa",
+                     "generator": f"acam {__version__}"})
     n, m = rec["time_data"].shape
     click.echo(f"wrote {output}: {m} channels x {n} samples ({n / sample_rate:.2f} s at {sample_rate:g} Hz), "
                f"{len(scene.sources)} source(s), {room}")
@@ -143,7 +172,10 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--window", default="boxcar", show_default=True, help="boxcar | hann | hamming | blackman | tukey[:ALPHA].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto uses the GPU when CuPy sees one.")
-@click.option("--precision", type=click.Choice(["single", "double"]), default="single", show_default=True)
+@click.option("--precision", type=click.Choice(["single", "double", "bf16", "bf16x3"]), default="single",
+              show_default=True, help="Steering product: complex64 | complex128 | bfloat16 operands with float32 "
+                                      "accumulation | three bfloat16 products (about float32 accuracy); bf16 and "
+                                      "bf16x3 need PyTorch (the 'learn' extra); errors in benchmarks/RESULTS.md.")
 @click.option("--dtype", "out_dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Cube storage type.")
 @click.option("--array", "array_file", type=click.Path(dir_okay=False), help="Override the file's microphone positions.")
@@ -159,10 +191,10 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--frames-per-task", type=int, default=None,
               help="Split each recording into tasks of this many frames (rounded up to whole blocks), "
                    "written into one cube in order (default: one task per recording).")
-@click.option("--overwrite", is_flag=True, help="Several recordings: redo cubes that exist (default: skip "
-                                               "those made with the same settings, report the others).")
+@click.option("--overwrite", is_flag=True, help="Redo cubes that exist (default: skip those made with the same "
+                                               "settings from the recording as it is now, refuse the others).")
 @_scale_options
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
             out_dtype, array_file, frame_rate, block_frames, threads, tolerance, steering, frames_per_task, overwrite,
             scheduler, workers, retries, progress):
@@ -178,7 +210,8 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     import time
 
     from acam.beamform.geometry import ArrayGeometry
-    from acam.beamform.pipeline import RunSettings, beamform_file
+    from acam.beamform.batch import beamform_one
+    from acam.beamform.pipeline import RunSettings
 
     if bins < 1:
         raise click.ClickException(f"--bins {bins} must be at least 1")
@@ -194,7 +227,7 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
                            precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
                            block_frames=block_frames, threads=threads, tolerance=tolerance, steering=steering)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
-    show = sys.stderr.isatty() if progress is None else progress
+    show = _progress(progress)
     many = (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None
             or (output is not None and (os.path.isdir(output) or output.endswith(os.sep))))
     if many:
@@ -203,10 +236,17 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     raw = raws[0]
     output = output or os.path.splitext(raw)[0] + ".cube.h5"
     t0 = time.perf_counter()
-    rep = beamform_file(raw, output, settings, geom, progress=show)
+    rep = beamform_one(raw, output, settings, geom, overwrite, show)
+    if rep is None:
+        click.echo(f"{output} is up to date (same settings, made from {raw} as it is now); skipped")
+        return
     dt = time.perf_counter() - t0
+    if rep.note:
+        click.echo(f"note: {rep.note}", err=True)
     click.echo(f"wrote {output}: {rep.n_frames} frames x {rows} x {cols} x {bins} bins on {rep.device} "
-               f"in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time)")
+               f"({rep.precision}) in {dt:.2f} s ({rep.seconds_of_audio / dt:.1f}x real time, whole command "
+               f"after start-up)")
+    click.echo(f"  {rep.rates()}")
 
 
 def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries, overwrite, show):
@@ -219,7 +259,6 @@ def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task,
     from acam.core.tasks import local_workers
 
     local_workers(workers, scheduler)          # a bad --workers fails before anything is made
-    os.makedirs(output, exist_ok=True)
     res = beamform_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries,
                         overwrite, show, click.echo)
     rep = res.report
@@ -238,18 +277,36 @@ def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task,
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG to write (default: CUBE's name + .png).")
 @click.option("--frame", type=int, default=None, help="Frame to draw (default: the mean of all frames).")
 @click.option("--band", default="900:6400", show_default=True, help="LO:HI Hz summed per pixel.")
-@click.option("--range", "dyn_range", default=15.0, show_default=True, help="Dynamic range shown, dB.")
+@click.option("--range", "dyn_range", default=15.0, show_default=True,
+              help="Dynamic range shown, dB: quieter pixels stay uncoloured.")
+@click.option("--absolute", is_flag=True, help="Colour scale in dB SPL (re 20 uPa) instead of dB re the peak "
+                                               "(needs a recording in Pa, as simulated ones are).")
 @click.option("--video", type=click.Path(dir_okay=False), help="Raw file with a video dataset (default: the cube's source file).")
-def show_cmd(cube, output, frame, band, dyn_range, video):
-    """Draw CUBE's band energy as a heat map over the video frame (or a plain frame) into a PNG."""
+@click.option("--animate", "animation", type=click.Path(dir_okay=False), default=None,
+              help="Also write the acoustic video: the heat map over every frame (.gif; .mp4 with the "
+                   "'video' extra).")
+@click.option("--fps", type=float, default=None, help="Animation frames per second (default: the cube's, real time).")
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+def show_cmd(cube, output, frame, band, dyn_range, absolute, video, animation, fps, progress):
+    """Draw CUBE's band energy as a heat map over the video frame (or a plain frame) into a PNG:
+    azimuth and elevation in degrees, metres on the focus plane, the loudest pixel and the true
+    sources; with --animate, every frame into an animation."""
     from acam.beamform.plot import show_cube
 
     lo, hi = _floats(band, 2, "--band")
     if not 0 <= lo < hi:
         raise click.BadParameter(f"{band!r}: need 0 <= LO < HI", param_hint="--band")
-    output = output or os.path.splitext(cube)[0] + ".png"
-    info = show_cube(cube, output, frame, (lo, hi), dyn_range, video)
-    click.echo(f"wrote {output}: peak at row {info['peak'][0]}, column {info['peak'][1]}")
+    if animation is None or output is not None:
+        output = output or os.path.splitext(cube)[0] + ".png"
+        info = show_cube(cube, output, frame, (lo, hi), dyn_range, video, absolute=absolute)
+        click.echo(f"wrote {output}: peak at {info['text']}")
+    if animation is not None:
+        from acam.beamform.animate import animate_cube
+
+        res = animate_cube(cube, animation, (lo, hi), dyn_range, video, absolute, fps,
+                           progress=_progress(progress))
+        click.echo(f"wrote {animation}: {res['frames']} frames of {res['width']} x {res['height']} pixels "
+                   f"at {res['fps']:g} frames/s")
 
 
 @beamform_group.command("demo")
@@ -261,7 +318,7 @@ def demo_cmd(outdir, device):
     raw, cube, png = (os.path.join(outdir, n) for n in ("raw.h5", "cube.h5", "overlay.png"))
     ctx = click.get_current_context()
     ctx.invoke(simulate_cmd, output=raw)
-    ctx.invoke(run_cmd, raw=(raw,), output=cube, device=device, tolerance=0.0)
+    ctx.invoke(run_cmd, raw=(raw,), output=cube, device=device, tolerance=0.0, overwrite=True)
     ctx.invoke(show_cmd, cube=cube, output=png)
     click.echo(f"\nThe picture is {os.path.abspath(png)}")
 
@@ -293,7 +350,8 @@ LAYOUTS = ("grid", "spiral", "sunflower", "random", "optimised")
 @click.option("--band", default="500:6000", show_default=True, help="LO:HI Hz the optimiser works on.")
 @click.option("--iterations", default=20000, show_default=True, help="Optimiser moves.")
 @click.option("--seed", default=0, show_default=True)
-def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, band, iterations, seed):
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, band, iterations, seed, progress):
     """Make a layout: grid (uniform rectangular), spiral (multi-arm log), sunflower (Fermat),
     random (aperiodic, minimum spacing) or optimised (lowest worst sidelobe over --band)."""
     from acam.beamform import geometry as geo
@@ -310,24 +368,24 @@ def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, ba
     else:
         lo, hi = _floats(band, 2, "--band")
         g = optimise(mics, aperture, (lo, hi), min_spacing=min_spacing, clearance=clearance, seed=seed,
-                     iterations=iterations, progress=sys.stderr.isatty())
-    from acam.beamform.io import atomic_output
-
-    ext = os.path.splitext(output)[1]
-    with atomic_output(output) as tmp:
-        g.save(tmp + ext)
-        os.replace(tmp + ext, tmp)
+                     iterations=iterations, progress=_progress(progress))
+    g.save(output)
     click.echo(f"wrote {output}: {g.n_mics} microphones, min spacing {g.min_spacing * 1000:.1f} mm")
 
 
-def _report(files, freqs, band, output, hfov, vfov, focus):
+def _report(files, freqs, band, output, hfov, vfov, focus, progress=None):
     from acam.beamform.grid import CameraGrid
-    from acam.beamform.report import draw, evaluate, load_geometry, table
+    from acam.beamform.report import draw, evaluate_all, load_geometry, table
 
     fs = _floats(freqs, len(freqs.split(",")), "--freqs")
     lo, hi = _floats(band, 2, "--band")
     grid = CameraGrid(hfov=hfov, vfov=vfov, focus=focus)
-    results = [evaluate(load_geometry(f), grid, fs, (lo, hi)) for f in files]
+    geometries = [load_geometry(f) for f in files]
+    if output:
+        from acam.core.safeio import check_output
+
+        check_output(output)           # before any figure is computed: no input may be the output
+    results = evaluate_all(geometries, grid, fs, (lo, hi), progress=_progress(progress))
     click.echo(table(results))
     if output:
         draw(results, output)
@@ -341,6 +399,7 @@ _report_options = [
     click.option("--hfov", default=HFOV, show_default=True),
     click.option("--vfov", default=VFOV, show_default=True),
     click.option("--focus", default=2.0, show_default=True),
+    click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP),
 ]
 
 
@@ -353,17 +412,17 @@ def _with_report_options(f):
 @geometry_group.command("report")
 @click.argument("array_file", type=click.Path(dir_okay=False))
 @_with_report_options
-def geometry_report(array_file, freqs, band, output, hfov, vfov, focus):
+def geometry_report(array_file, freqs, band, output, hfov, vfov, focus, progress):
     """PSF maps, -3 dB beam width, peak sidelobe level and grating-lobe onset of one layout."""
-    _report([array_file], freqs, band, output, hfov, vfov, focus)
+    _report([array_file], freqs, band, output, hfov, vfov, focus, progress)
 
 
 @geometry_group.command("compare")
 @click.argument("array_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_with_report_options
-def geometry_compare(array_files, freqs, band, output, hfov, vfov, focus):
+def geometry_compare(array_files, freqs, band, output, hfov, vfov, focus, progress):
     """The same figures for several layouts in one table and one figure."""
-    _report(array_files, freqs, band, output, hfov, vfov, focus)
+    _report(array_files, freqs, band, output, hfov, vfov, focus, progress)
 
 
 # ---------------------------------------------------------------------------------------- dataset
@@ -375,6 +434,7 @@ def dataset_group():
       acam dataset build --preset tiny -o data/tiny     seconds; what the tests use
       acam dataset build --preset small -o data/small   minutes on a laptop CPU
       acam dataset info data/small                      counts per action/scenario/subject/split
+      acam dataset diagnose data/tiny -o diag.json      SNR/SIR mono vs source pixel, RT60, levels
       acam dataset mfcc cube.h5 -o mfcc.h5              512 bins -> 12 MFCC per pixel
       acam dataset import-tfrecord DIR -o data/real     the authors' record format
       acam dataset import-dc DIR -o raw.h5              the sensor's raw .dc frame files
@@ -390,9 +450,15 @@ def dataset_group():
               help="Also store full 512-bin cubes (3.5 MB per frame in float32).")
 @click.option("--keep-raw", is_flag=True, help="Also store the 128-channel recordings.")
 @click.option("--limit", type=int, default=None, help="Build at most this many missing sequences.")
+@click.option("--only", multiple=True, metavar="NAME", help="Build only this sequence (repeatable), e.g. a02_s3_p00_r0.")
+@click.option("--physics", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="2: cited levels, sensor noise, ambience, competing sources, the stated RT60; 1: the first simulation.")
+@click.option("--sounds", type=click.Path(file_okay=False), default=None,
+              help="Folder of recordings DIR/<action>/*.wav played instead of the synthesised sounds.")
 @_scale_options
-@click.option("--progress/--no-progress", default=None)
-def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, scheduler, workers, retries, progress):
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, only, physics, sounds, scheduler, workers,
+                  retries, progress):
     """Simulate, beamform and store a dataset; resumes where an interrupted build stopped.
 
     Each sequence is one task: --workers N builds on a local Dask cluster, --scheduler ADDRESS on
@@ -404,17 +470,37 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, schedule
     from acam.dataset.store import Dataset
 
     t0 = time.perf_counter()
-    build(output, preset, seed, device, cubes, keep_raw, sys.stderr.isatty() if progress is None else progress,
-          limit, scheduler, workers, retries, click.echo)
+    build(output, preset, seed, device, cubes, keep_raw, _progress(progress),
+          limit, scheduler, workers, retries, click.echo, physics=int(physics), sounds=sounds, only=list(only) or None)
     info = Dataset(output).info()
     click.echo(f"{output}: {info['built']}/{info['sequences']} sequences, {info['seconds']:.0f} s of audio, "
                f"{info['bytes'] / 2 ** 20:.1f} MiB, {time.perf_counter() - t0:.1f} s")
+
+
+@dataset_group.command("diagnose")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the figures as JSON here and a PNG beside it.")
+@click.option("--limit", type=int, default=None, help="At most this many sequences (in manifest order).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the beamformer runs on the re-rendered parts.")
+def dataset_diagnose(folder, output, limit, device):
+    """Measure what spatial filtering can do on a dataset, without training: single-microphone and
+    source-pixel SNR and SIR, levels, the rendered RT60, per scenario and action."""
+    from acam.dataset.diagnose import diagnose, format_table, write
+
+    report = diagnose(folder, limit, device, progress=lambda name: click.echo(f"  {name}", err=True))
+    click.echo(format_table(report))
+    if output:
+        png = write(report, output)
+        click.echo(f"wrote {output} and {png}")
 
 
 @dataset_group.command("info")
 @click.argument("folder", type=click.Path(file_okay=False))
 def dataset_info(folder):
     """Counts per action, scenario, subject and split, and the size on disk."""
+    from acam.dataset.scenarios import scenario_label
     from acam.dataset.sounds import ACTIONS
     from acam.dataset.store import Dataset
 
@@ -424,7 +510,7 @@ def dataset_info(folder):
                f"({info['seconds']:.0f} s), {info['bytes'] / 2 ** 20:.1f} MiB")
     names = d.manifest.get("actions", list(ACTIONS))
     click.echo("per action:   " + ", ".join(f"{names[int(k)]} {v}" for k, v in info["per_action"].items()))
-    click.echo("per scenario: " + ", ".join(f"{k}: {v}" for k, v in info["per_scenario"].items()))
+    click.echo("per scenario: " + ", ".join(f"{scenario_label(k)}: {v}" for k, v in info["per_scenario"].items()))
     click.echo("per subject:  " + ", ".join(f"{k}: {v}" for k, v in info["per_subject"].items()))
     click.echo("per split:    " + ", ".join(f"{k}: {info['per_split'].get(k, 0)}" for k in ("train", "val", "test")))
 
@@ -481,6 +567,7 @@ def bench_group():
 
     \b
       acam bench beamform                                  compute, end to end, plain NumPy baseline
+      acam bench beamform --tolerances 1e-3 --precisions bf16,bf16x3   every goal of issue 16
       acam bench beamform --peers --sweep mics,grid,bins,frames -o bench.json
       acam bench all -o benchmarks/results/<machine>.json  every heavy step
       acam bench scale                                     files/s on 1, 2, 4 local Dask workers
@@ -488,12 +575,11 @@ def bench_group():
     """
 
 
-def _bench(args):
-    from acam.benchmarks.bench_beamform import main
-
-    rc = main(args)
-    if rc:
-        raise click.ClickException(f"benchmark failed (exit {rc})")
+def _csv(text: str, what: str, cast=str) -> tuple:
+    try:
+        return tuple(cast(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list for {what}") from None
 
 
 @bench_group.command("beamform")
@@ -501,15 +587,21 @@ def _bench(args):
 @click.option("--peers", is_flag=True, help="Also time Acoular (if installed) and pyroomacoustics.")
 @click.option("--sweep", default="", help="Comma-separated: mics,grid,bins,frames (compute step), length (whole command: time and peak memory).")
 @click.option("--seconds", type=float, default=None, help="Recording length for the end-to-end runs (default 30).")
-@click.option("--tolerances", default="", help="Low-rank steering side by side, e.g. 1e-2,1e-3,1e-4.")
+@click.option("--repeats", type=int, default=None, help="Timed runs per figure (default 5, 3 for the expensive ones).")
+@click.option("--tolerances", default="", help="Low-rank steering side by side, e.g. 1e-2,1e-3,1e-4: compute step, "
+                                               "error, and the whole command with an empty and a warm cache.")
+@click.option("--precisions", default="", help="Reduced precision side by side with single, e.g. bf16,bf16x3: "
+                                               "speed and error against float64 in the same run (needs PyTorch).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
-def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
-    """The beamformer: machine peak, compute step, end to end, baselines (and peers, sweeps)."""
-    args = ["--device", device] + (["--json", output] if output else []) + (["--peers"] if peers else [])
-    args += (["--sweep", sweep] if sweep else []) + (["--seconds", str(seconds)] if seconds else [])
-    args += ["--tolerances", tolerances] if tolerances else []
-    _bench(args + (["--smoke"] if smoke else []))
+def bench_beamform(output, peers, sweep, seconds, repeats, tolerances, precisions, device, smoke):
+    """The beamformer: machine peak, compute step, end to end, baselines (and peers, sweeps, low-rank,
+    precision modes), each goal of the project against its figure."""
+    from acam.benchmarks.bench_beamform import run_beamform
+
+    run_beamform(smoke=smoke, seconds=seconds, output=output, device=device, repeats=repeats, peers=peers,
+                 sweeps=_csv(sweep, "--sweep"), tolerances=_csv(tolerances, "--tolerances", float),
+                 precisions=_csv(precisions, "--precisions"), command=" ".join(["acam", *sys.argv[1:]]))
 
 
 @bench_group.command("all")
@@ -517,10 +609,14 @@ def bench_beamform(output, peers, sweep, seconds, tolerances, device, smoke):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--smoke", is_flag=True)
 def bench_all(output, device, smoke):
-    """Every heavy step: beamformer with peers and sweeps, MFCC, dataset, training, distillation."""
-    args = ["--device", device, "--peers", "--sweep", "mics,grid,bins,frames,length", "--steps",
-            "--tolerances", "1e-2,1e-3,1e-4", "--scaling", "1,2,4"]
-    _bench(args + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
+    """Every heavy step: beamformer with peers, sweeps, low-rank and precision modes, MFCC, dataset,
+    training, distillation, scale-out."""
+    from acam.benchmarks.bench_beamform import run_beamform
+
+    run_beamform(smoke=smoke, output=output, device=device, peers=True,
+                 sweeps=("mics", "grid", "bins", "frames", "length"), tolerances=(1e-2, 1e-3, 1e-4),
+                 precisions=("bf16", "bf16x3"), steps=True, scaling=(1, 2, 4),
+                 command=" ".join(["acam", *sys.argv[1:]]))
 
 
 @bench_group.command("scale")
@@ -531,10 +627,10 @@ def bench_all(output, device, smoke):
 @click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
 def bench_scale(workers, files, seconds, output, smoke):
     """Files per second on 1, 2, 4 local Dask workers against the ideal line; overhead per task."""
-    from acam.benchmarks.scaling import main
+    from acam.benchmarks.scaling import run_scaling
 
-    main(["--workers", workers, "--files", str(files), "--seconds", str(seconds)]
-         + (["--json", output] if output else []) + (["--smoke"] if smoke else []))
+    run_scaling(workers=_csv(workers, "--workers", int), files=files, seconds=seconds, output=output, smoke=smoke,
+                command=" ".join(["acam", *sys.argv[1:]]))
 
 
 @bench_group.command("report")
@@ -552,6 +648,7 @@ def bench_report(files, output):
 
 # ------------------------------------------------------------------------------------------ learn
 @acam.group("learn", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="learn")
 def learn_group():
     """Teachers, students and distillation on a dataset folder (needs the 'learn' extra: torch).
 
@@ -568,21 +665,18 @@ def learn_group():
         raise click.ClickException("the learn commands need PyTorch: pip install -e '.[learn]'") from None
 
 
-def _scenarios(text: str) -> list[int]:
-    if text == "all":
-        return [1, 2, 3]
-    try:
-        vals = sorted({int(v) for v in text.split(",")})
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not 'all' or a list like 1,2") from None
-    if not vals or any(v not in (1, 2, 3) for v in vals):
-        raise click.BadParameter(f"{text!r}: scenarios are 1, 2 and 3")
-    return vals
+def _scenarios(text: str, what: str = "--train-on") -> list[int]:
+    from acam.dataset.scenarios import parse_scenarios
+
+    return parse_scenarios(text, what)
+
+
+SCENARIO_HELP = "all, or numbers or names separated by commas: 1 anechoic, 2 office, 3 outdoor"
 
 
 _train_options = [
     click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset folder."),
-    click.option("--train-on", default="all", show_default=True, help="Scenarios: all or e.g. 1 or 1,2."),
+    click.option("--train-on", default="all", show_default=True, help=f"Scenarios to train on: {SCENARIO_HELP}."),
     click.option("--epochs", default=100, show_default=True,
                  help="Epochs in all; raise it to train a resumed run further."),
     click.option("--batch-size", default=32, show_default=True),
@@ -597,7 +691,7 @@ _train_options = [
                  help="best: drop last.pt once the run is finished; all: keep it (to raise --epochs later)."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
     click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder."),
-    click.option("--progress/--no-progress", default=None),
+    click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP),
 ]
 
 
@@ -610,8 +704,7 @@ def _with(options):
 
 
 def _done(output, res):
-    n = res["epochs"]
-    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {n} epoch{'s' * (n != 1)}")
+    click.echo(f"{output}: best validation accuracy {res['best_val_acc']:.3f} after {_count(res['epochs'], 'epoch')}")
 
 
 @learn_group.command("train")
@@ -637,10 +730,11 @@ def learn_train(model, init, inputs, teacher_loss, data, train_on, epochs, batch
     from acam.learn.train import TrainConfig, fit
 
     sc = _scenarios(train_on)
-    lr = lr or learning_rate(model, "G", str(sc[0]) if len(sc) == 1 else "all")
+    if lr is None:                                        # --lr 0 is refused, not defaulted
+        lr = learning_rate(model, "G", str(sc[0]) if len(sc) == 1 else "all")
     cfg = TrainConfig(model, data, sc, epochs, batch_size, lr, seed, None, crops, weight_decay=weight_decay,
                       device=device, inputs=inputs, teacher_loss=teacher_loss, split=split, init=init)
-    res = fit(cfg, output, sys.stderr.isatty() if progress is None else progress, keep=keep)
+    res = fit(cfg, output, _progress(progress), keep=keep)
     if os.environ.get("RANK", "0") == "0":
         _done(output, res)
 
@@ -672,11 +766,11 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
     _, ck = load_run(teacher)
     data = data or ck["train_config"]["data"]
     sc = _scenarios(train_on)
-    lr = lr or learning_rate(student, TAGS.get(ck["train_config"]["model"], "D"),
-                             str(sc[0]) if len(sc) == 1 else "all")
+    if lr is None:                                        # --lr 0 is refused, not defaulted
+        lr = learning_rate(student, TAGS.get(ck["train_config"]["model"], "D"), str(sc[0]) if len(sc) == 1 else "all")
     cfg = TrainConfig(student, data, sc, epochs, batch_size, lr, seed, None, crops, os.path.abspath(teacher), lam,
                       temperature, weight_decay=weight_decay, device=device, split=split)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = _progress(progress)
     if grid:
         from acam.learn.train import grid_search
 
@@ -706,7 +800,7 @@ def learn_transfer(run, layer, data, seconds, seed):
 
 @learn_group.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option("--test-on", default="1,2,3", show_default=True)
+@click.option("--test-on", default="1,2,3", show_default=True, help=f"Scenarios to test on: {SCENARIO_HELP}.")
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def learn_evaluate(run, test_on, data, device):
@@ -714,7 +808,7 @@ def learn_evaluate(run, test_on, data, device):
     with counts, a 95% interval over sequences and confusion matrices (CSV, PNG) into RUN/eval."""
     from acam.learn.evaluate import evaluate_run
 
-    evaluate_run(run, _scenarios(test_on), data, device)
+    evaluate_run(run, _scenarios(test_on, "--test-on"), data, device)
     with open(os.path.join(run, "eval", "accuracy.md"), encoding="utf-8") as f:
         click.echo(f.read().rstrip())
     click.echo(f"confusion matrices in {os.path.join(run, 'eval')}")
@@ -731,7 +825,8 @@ def _names(text: str) -> tuple:
               help="Epochs per run, with overrides by model: e.g. 30,video=5,soundnet=20 (video: R, T, AV). "
                    "Raise it to train resumed runs further.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (mean and spread).")
-@click.option("--train-sets", default="all,1,2,3", show_default=True)
+@click.option("--train-sets", default="all,1,2,3", show_default=True,
+              help="Training sets, each a scenario (1 anechoic, 2 office, 3 outdoor; number or name) or all.")
 @click.option("--teachers", default="dualcamnet,resnet50,temporal_resnet50,avnet", show_default=True)
 @click.option("--students", default="hearnet,soundnet", show_default=True)
 @click.option("--distill-from", default="dualcamnet,resnet50", show_default=True,
@@ -754,7 +849,7 @@ def _names(text: str) -> tuple:
               help="best: only best.pt of finished runs; all: also last.pt (about 3x the disk).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_scale_options
-@click.option("--progress/--no-progress", default=None)
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students, distill_from, controls, crops,
                     batch_size, lam, temperature, weight_decay, teacher_loss, split, init, grid, keep, device,
                     scheduler, workers, retries, progress):
@@ -764,22 +859,22 @@ def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students,
     Each training run is one task: --workers N runs them on a local Dask cluster, --scheduler
     ADDRESS on any Dask cluster (a distillation starts when its teacher is done).  Re-running the
     same command reuses finished runs and resumes interrupted ones."""
+    from acam.core.checks import int_list
+    from acam.dataset.scenarios import SCENARIO_NUMBERS
     from acam.learn.reproduce import Protocol, per_model, reproduce
 
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(","))
-    except ValueError:
-        raise click.BadParameter(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
-    n_epochs, epochs_by = per_model(epochs, "--epochs")
-    n_crops, crops_by = per_model(crops, "--crops")
+    seed_list = tuple(int_list("seeds", seeds, lo=0))
+    sets = tuple(str(SCENARIO_NUMBERS.get(s.strip().lower(), s.strip().lower())) for s in train_sets.split(","))
+    n_epochs, epochs_by = per_model(epochs, "epochs")
+    n_crops, crops_by = per_model(crops, "crops")
     if n_epochs is None:
         raise click.BadParameter(f"--epochs {epochs!r} needs a default number of epochs first (e.g. 30,video=5)")
-    proto = Protocol(epochs=n_epochs, seeds=seed_list, train_sets=_names(train_sets), teachers=_names(teachers),
+    proto = Protocol(epochs=n_epochs, seeds=seed_list, train_sets=sets, teachers=_names(teachers),
                      students=_names(students), distill_from=_names(distill_from), controls=_names(controls),
                      crops=n_crops, batch_size=batch_size, epochs_by=epochs_by, crops_by=crops_by, lam=lam,
                      temperature=temperature, weight_decay=weight_decay, teacher_loss=teacher_loss, split=split,
                      init=init, grid=grid, keep=keep, device=device)
-    reproduce(data, output, proto, sys.stderr.isatty() if progress is None else progress,
+    reproduce(data, output, proto, _progress(progress),
               scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
     with open(os.path.join(output, "tables.md"), encoding="utf-8") as f:
         click.echo(f.read().rstrip())

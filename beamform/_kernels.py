@@ -8,7 +8,10 @@ them:
     ``A[k, p, m] = gain[p, m] * exp(+1j * (omega0 + k * domega) * dtau[p, m])`` for all bins ``k``,
     pixels ``p`` and microphones ``m``.  On the CPU the phase is advanced from bin to bin by one
     complex multiplication in double precision (``z <- z * exp(1j * domega * dtau)``), which is exact
-    to ~1e-13 over 512 bins and avoids 10^8 calls to sin/cos; the GPU evaluates sincos directly.
+    to ~1e-13 over 512 bins and avoids 10^8 calls to sin/cos; the GPU evaluates ``sincos`` of the
+    phase directly, also in double precision whatever the output type (the phase reaches ~21 rad,
+    where a float32 argument alone is off by ~1e-6 rad), and rounds only the product ``gain * e^{i phi}``
+    to the output type, as the CPU does.
 
 ``power_transpose``
     Takes the filter-and-sum output of a chunk of ``kc`` bins, ``z[kk, p, b * nsub + j]`` (complex),
@@ -23,20 +26,24 @@ import functools
 
 # ----------------------------------------------------------------------------------------- CUDA
 CUDA_SOURCE = r"""
-template <typename T> struct Complex2 { T x, y; };
+// Complex numbers laid out as NumPy/CuPy store them, aligned like float2/double2 so that one
+// element is one 8- or 16-byte access rather than two.
+template <typename T> struct alignas(2 * sizeof(T)) Complex2 { T x, y; };
 
+// The phase and gain in double precision whatever T is; only the result is rounded to T.
 template <typename T>
-__global__ void steering_fill(const T* __restrict__ gain, const T* __restrict__ dtau,
-                              const T* __restrict__ omega, Complex2<T>* __restrict__ out,
+__global__ void steering_fill(const double* __restrict__ gain, const double* __restrict__ dtau,
+                              const double* __restrict__ omega, Complex2<T>* __restrict__ out,
                               int n_bins, int n_pix, int n_mics) {
-    long long total = (long long)n_bins * n_pix * n_mics;
+    long long n_pm = (long long)n_pix * n_mics;
+    long long total = (long long)n_bins * n_pm;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        long long pm = i % ((long long)n_pix * n_mics);
-        int k = (int)(i / ((long long)n_pix * n_mics));
-        T s, c;
+        long long pm = i % n_pm;
+        int k = (int)(i / n_pm);
+        double s, c;
         sincos(omega[k] * dtau[pm], &s, &c);
-        Complex2<T> v; v.x = gain[pm] * c; v.y = gain[pm] * s;
+        Complex2<T> v; v.x = (T)(gain[pm] * c); v.y = (T)(gain[pm] * s);
         out[i] = v;
     }
 }
@@ -82,28 +89,57 @@ def cpu_kernels():
     import numpy as np
 
     @numba.njit(nogil=True, fastmath=True, cache=True)
-    def power_transpose(zf, scale, out, k0, nsub):  # pragma: no cover - compiled
-        # zf: float view (kc, P, 2 * n_cols) of the complex chunk; out: (B, P, K) real
+    def power_one_segment(zf, scale, out, k0):  # pragma: no cover - compiled
+        # zf: float view (kc, P, 2 * n_frames) of the complex chunk; out: (B, P, K) real, C-contiguous.
+        # Powers of one pixel go to a small (kc, B) buffer in L1, then out as rows of kc contiguous
+        # values: 2.3x faster than writing through 2-D views (measured on a Zen 5)
         kc, n_pix, two_cols = zf.shape
-        n_frames = two_cols // (2 * nsub)
-        tmp = np.empty((kc, n_frames), zf.dtype)
+        n_frames = two_cols // 2
+        n_bins = out.shape[2]
+        flat = out.reshape(-1)
+        pw = np.empty((kc, n_frames), zf.dtype)
         for p in range(n_pix):
             for kk in range(kc):
                 s = scale[k0 + kk]
                 row = zf[kk, p]
-                t = tmp[kk]
+                t = pw[kk]
                 for b in range(n_frames):
-                    acc = 0.0
-                    base = 2 * b * nsub
-                    for j in range(nsub):
-                        re = row[base + 2 * j]
-                        im = row[base + 2 * j + 1]
-                        acc += re * re + im * im
-                    t[b] = acc * s
-            ob = out[:, p, k0:k0 + kc]
+                    t[b] = s * (row[2 * b] * row[2 * b] + row[2 * b + 1] * row[2 * b + 1])
+            base = p * n_bins + k0
             for b in range(n_frames):
+                o = b * n_pix * n_bins + base
                 for kk in range(kc):
-                    ob[b, kk] = tmp[kk, b]
+                    flat[o + kk] = pw[kk, b]
+
+    @numba.njit(nogil=True, fastmath=True, cache=True)
+    def power_segments(zf, scale, out, k0, nsub):  # pragma: no cover - compiled
+        # as power_one_segment, averaging nsub segments per frame
+        kc, n_pix, two_cols = zf.shape
+        n_frames = two_cols // (2 * nsub)
+        n_bins = out.shape[2]
+        flat = out.reshape(-1)
+        pw = np.empty((kc, n_frames), zf.dtype)
+        for p in range(n_pix):
+            for kk in range(kc):
+                s = scale[k0 + kk]
+                row = zf[kk, p]
+                t = pw[kk]
+                for b in range(n_frames):
+                    acc = row[0] * 0
+                    for j in range(2 * b * nsub, 2 * (b + 1) * nsub):
+                        acc += row[j] * row[j]
+                    t[b] = acc * s
+            base = p * n_bins + k0
+            for b in range(n_frames):
+                o = b * n_pix * n_bins + base
+                for kk in range(kc):
+                    flat[o + kk] = pw[kk, b]
+
+    def power_transpose(zf, scale, out, k0, nsub):
+        if nsub == 1:
+            power_one_segment(zf, scale, out, k0)
+        else:
+            power_segments(zf, scale, out, k0, nsub)
 
     @numba.njit(nogil=True, cache=True)
     def steering_fill(gain, dtau, omega0, domega, out, p0, p1):  # pragma: no cover - compiled

@@ -6,8 +6,10 @@ pre-allocated cube file, which is renamed into place only when every range has s
 are whole multiples of the block size, so every block is computed exactly as in a serial run and the
 cube is byte-for-byte the serial one.
 
-A re-run skips cubes that exist and were made with the same settings (their ``settings_digest``);
-a cube made with other settings is reported and left alone unless ``overwrite`` is set.
+One rule for existing outputs, for one recording (:func:`beamform_one`) and for many: a cube that
+exists is skipped when it is up to date - made with the same settings (its ``settings_digest``),
+with as many frames, from the same recording, and no older than that recording - and is otherwise
+reported and left alone unless ``overwrite`` is set.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 
 import h5py
 
 from ..core.progress import progress_bar
-from ..core.tasks import Report, Task, local_threads, run_tasks
+from ..core.tasks import Report, Task, local_threads, local_workers, run_tasks
+from ..core.checks import number
 from ..core.errors import AcamError
+from ..core.safeio import check_output, part_path, reads_inputs, remove_stale_parts, write_failure
+from . import backend
 from .geometry import ArrayGeometry
 from .io import CubeWriter, RawRecording
 from .pipeline import RunSettings, _plan, _stream, beamform_file, build_beamformer
@@ -63,16 +67,20 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
                   array: ArrayGeometry | None = None, scheduler: str | None = None,
                   workers: int | None = None, frames_per_task: int | None = None, retries: int = 2,
                   overwrite: bool = False, progress: bool = False, echo=None) -> ManyResult:
-    """Beamform each of ``raws`` into ``out_dir``; failures are reported per file, never raised."""
-    if not os.path.isdir(out_dir):
-        raise AcamError(f"output folder {out_dir!r} does not exist")
-    if frames_per_task is not None and frames_per_task < 1:
-        raise AcamError(f"--frames-per-task {frames_per_task} must be at least 1")
+    """Beamform each of ``raws`` into ``out_dir`` (made if missing, once every option is checked);
+    failures are reported per file, never raised."""
+    number("frames_per_task", frames_per_task, lo=1, integer=True, none_ok=True)
+    number("retries", retries, lo=0, integer=True)
     if settings.threads is None:      # also checks --workers
         settings = replace(settings, threads=local_threads(workers, scheduler))
-    if retries < 0:
-        raise AcamError(f"--retries {retries} must be at least 0")
+    backend.check_gpu_workers(settings.device, local_workers(workers, scheduler))
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise AcamError(f"output {out_dir!r} is a file; several recordings need a folder")
     outs = output_paths(raws, out_dir)
+    for out in outs:                  # the workers cannot see the inputs this process read
+        if os.path.exists(out):
+            check_output(out, raws)
+    os.makedirs(out_dir, exist_ok=True)
     tasks, skipped, parts, pre_failed = [], [], {}, {}
     for raw_path, out in zip(raws, outs):
         name = os.path.basename(raw_path)
@@ -80,12 +88,9 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
             with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
                 bf = build_beamformer(raw, settings)
                 plan = _plan(raw, bf, settings)
-            if os.path.exists(out) and not overwrite:
-                if _up_to_date(out, plan.report.settings_digest, plan.n_frames):
-                    skipped.append(out)
-                    continue
-                raise AcamError(f"{out} exists and was made from other settings or data; "
-                                f"use --overwrite to replace it")
+            if not overwrite and existing_is_current(out, raw_path, plan.report.settings_digest, plan.n_frames):
+                skipped.append(out)
+                continue
         except AcamError as exc:
             pre_failed[name] = str(exc)
             continue
@@ -95,9 +100,18 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
             continue
         # ranges of whole blocks, written into one pre-allocated file by as many tasks
         step = -(-frames_per_task // plan.block) * plan.block
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out) + ".", suffix=".part", dir=out_dir)
-        os.close(fd)
-        plan.create(tmp).close()
+        check_output(out, raws)
+        remove_stale_parts(out)
+        tmp = part_path(out)
+        try:
+            plan.create(tmp).close()
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            reason = write_failure(exc)
+            if reason:
+                raise AcamError(f"cannot write {out}: {reason}") from None
+            raise
         names = []
         for f0 in range(0, plan.n_frames, step):
             f1 = min(f0 + step, plan.n_frames)
@@ -131,12 +145,39 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
     return ManyResult(rep, tasks, skipped, outputs, audio)
 
 
-def _up_to_date(out: str, digest: str, n_frames: int) -> bool:
+def _up_to_date(out: str, raw_path: str, digest: str, n_frames: int) -> bool:
     try:
         with h5py.File(out, "r") as f:
-            return f.attrs.get("settings_digest") == digest and f["cube"].shape[0] == n_frames
-    except (OSError, KeyError):
+            same = (f.attrs.get("settings_digest") == digest and f["cube"].shape[0] == n_frames
+                    and f.attrs.get("source_file") == os.path.abspath(raw_path))
+    except (OSError, KeyError, TypeError):
         return False
+    return same and os.path.getmtime(out) >= os.path.getmtime(raw_path)
+
+
+def existing_is_current(out: str, raw_path: str, digest: str, n_frames: int) -> bool:
+    """The rule for an output that may exist: False when there is none (make it), True when it is up
+    to date (skip it); an :class:`AcamError` when it exists but is not (see the module docs)."""
+    if not os.path.lexists(out):
+        return False
+    check_output(out, (raw_path,))      # an input of the command, a FIFO or a folder: refused, unopened
+    if _up_to_date(out, raw_path, digest, n_frames):
+        return True
+    raise AcamError(f"{out} exists and was made with other settings or from another or a newer "
+                    f"recording; use --overwrite to replace it")
+
+
+@reads_inputs
+def beamform_one(raw_path, out, settings: RunSettings = RunSettings(), array: ArrayGeometry | None = None,
+                 overwrite: bool = False, progress: bool = False):
+    """One recording, with the same rule for an existing output as :func:`beamform_many`: returns
+    the :class:`~acam.beamform.pipeline.RunReport`, or None when ``out`` was up to date (skipped)."""
+    if not overwrite:
+        with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
+            plan = _plan(raw, build_beamformer(raw, settings), settings)
+        if existing_is_current(os.fspath(out), os.fspath(raw_path), plan.report.settings_digest, plan.n_frames):
+            return None
+    return beamform_file(raw_path, out, settings, array, progress=progress)
 
 
 def _file_task(raw_path, out, settings, array):

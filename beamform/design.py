@@ -19,8 +19,11 @@ import math
 
 import numpy as np
 
+from ..core.checks import number
 from ..core.errors import AcamError
-from .geometry import ArrayGeometry, sunflower
+from ..core.progress import progress_bar
+from ..core.resources import check_allocation
+from .geometry import ArrayGeometry, check_layout, sunflower
 from .grid import CameraGrid
 from .psf import _main_lobe, psf
 from .steering import SPEED_OF_SOUND, distances, steering_weights, transfer
@@ -63,10 +66,13 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
     """An aperiodic layout minimising the worst sidelobe over ``band`` (see module docs)."""
     grid = grid or CameraGrid()
     lo, hi = band
-    if not 0 < lo < hi:
+    if not 0 < lo < hi < math.inf:
         raise AcamError(f"band {lo}-{hi} Hz: need 0 < LO < HI")
-    if iterations < 0:
-        raise AcamError(f"iterations={iterations} must be >= 0")
+    check_layout(n_mics, aperture, clearance, min_spacing)
+    number("iterations", iterations, lo=0, integer=True)
+    number("n_freqs", n_freqs, lo=1, integer=True)
+    number("c", c, lo=0, lo_open=True)
+    check_allocation(3 * n_mics * n_freqs * grid.n_pixels * 16, f"the PSF terms of {n_mics} microphones")
     rng = np.random.default_rng(seed)
     half = aperture / 2
     start = sunflower(n_mics, aperture, clearance).positions[:, :2]
@@ -90,19 +96,15 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
     best_obj = cur_obj = _objective(state.beam, side)
     best_xy = xy.copy()
     t0, t1 = 0.5, 0.01          # annealing temperature, dB
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=iterations, unit="move", desc="optimising layout", dynamic_ncols=True)
+    bar = progress_bar(iterations, progress, "optimising layout", "move")
     for it in range(iterations):
         frac = it / max(iterations, 1)
         temp = t0 * (t1 / t0) ** frac
         step = min_spacing * (1.0 - 0.9 * frac)
         j = int(rng.integers(n_mics))
         new = xy[j] + rng.normal(0, step, 2)
-        if bar is not None and it % 100 == 0:
-            bar.set_postfix(worst_sidelobe=f"{best_obj:.2f} dB")
+        if it % 100 == 0:
+            bar.set_postfix(worst_sidelobe=f"{best_obj:.2f} dB", refresh=False)
             bar.update(100 if it else 0)
         if np.any(np.abs(new) > half) or np.hypot(*new) < clearance:
             continue
@@ -119,9 +121,8 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
             cur_obj = obj
             if obj < best_obj:
                 best_obj, best_xy = obj, xy.copy()
-    if bar is not None:
-        bar.update(iterations - bar.n)
-        bar.close()
+    bar.update(iterations - bar.n)
+    bar.close()
     return ArrayGeometry(np.column_stack([best_xy, np.zeros(n_mics)]), f"optimised{n_mics}")
 
 

@@ -117,11 +117,12 @@ def frame_spectra(frames, window, nfft: int, n_bins: int, n_segments: int):
     return xp.ascontiguousarray(spec.transpose(1, 2, 0))
 
 
-def steered_power(A, X, scale, out, n_segments: int, chunk: int = 32, threads: int | None = None):
+def steered_power(A, X, scale, out, n_segments: int, chunk: int | None = None, threads: int | None = None):
     """``out[b, p, k] = scale[k] * sum_j |sum_m A[k, p, m] X[k, m, b * n_segments + j]|^2``.
 
     One complex matrix product per bin (look points x microphones times microphones x columns),
-    done in chunks of ``chunk`` bins; each chunk's power, segment average and transposition to the
+    done in chunks of ``chunk`` bins (default: 32 on the CPU; on the GPU as many as keep a chunk's
+    output under 512 MiB, :func:`acam.beamform.backend.gpu_chunk`); each chunk's power, segment average and transposition to the
     bins-last cube layout are fused in one kernel.  On the CPU, ``threads`` workers (default: the
     usable cores) take interleaved chunks, each running single-threaded BLAS, which keeps every core
     busy without BLAS and kernel threads competing.
@@ -143,7 +144,7 @@ def steered_power(A, X, scale, out, n_segments: int, chunk: int = 32, threads: i
 
 
 def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale, out, n_segments: int,
-                    chunk: int = 32, threads: int | None = None, xp=np):
+                    chunk: int | None = None, threads: int | None = None, xp=np):
     """The chunk loop shared by every steering operator: ``product(k0, k1, z)`` writes the complex
     filter-and-sum output of bins ``k0..k1-1`` into ``z`` [shape=(k1 - k0, n_pixels, n_cols)], then
     the fused kernel squares, averages segments and transposes it into ``out`` (bins last).
@@ -152,6 +153,7 @@ def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale,
     single-threaded BLAS, so BLAS threads and kernel threads never compete for the cores.
     """
     if xp is not np:
+        chunk = chunk or backend.gpu_chunk(n_bins, n_pix, n_cols, np.dtype(dtype).itemsize)
         z = xp.empty((min(chunk, n_bins), n_pix, n_cols), dtype)
         for k0 in range(0, n_bins, chunk):
             k1 = min(n_bins, k0 + chunk)
@@ -164,6 +166,7 @@ def power_by_chunks(product, n_bins: int, n_pix: int, n_cols: int, dtype, scale,
     from ._kernels import cpu_kernels
 
     power_transpose = cpu_kernels().power_transpose
+    chunk = chunk or 32
     n_workers = max(1, min(threads or backend.cpu_threads(), -(-n_bins // chunk)))
 
     def work(w: int) -> None:
@@ -196,7 +199,9 @@ class Beamformer:
     device : str
         ``auto`` (GPU when CuPy sees one), ``cpu`` or ``cuda``.
     precision : str
-        ``single`` (complex64 maths, float32 cube) or ``double``.
+        ``single`` (complex64 maths, float32 cube), ``double``, or a reduced precision of the steering
+        product, ``bf16`` or ``bf16x3`` (:mod:`acam.beamform.reduced`; float32 cube).  Where the CPU
+        cannot run it, :attr:`precision` says what runs and :attr:`precision_note` why.
     tolerance : float
         0 (default): the exact steering product.  Above 0: the low-rank operator of
         :mod:`beamform.lowrank`, truncated at ``tolerance`` times each bin's largest singular value.
@@ -205,21 +210,31 @@ class Beamformer:
     def __init__(self, spec: SteeringSpec, frame_rate: float = 12.0, window: str = "boxcar",
                  device: str = "auto", precision: str = "single", threads: int | None = None,
                  tolerance: float = 0.0):
-        if precision not in ("single", "double"):
-            raise AcamError(f"precision={precision!r} must be 'single' or 'double'")
+        from .reduced import precision_of, resolve
+
+        precision_of(precision)
         if not 0 <= tolerance < 1:
             raise AcamError(f"tolerance={tolerance} must lie in [0, 1) (0 = the exact path)")
         self.tolerance = float(tolerance)
         self._lowrank = None
+        self._reduced = None
         self.spec = spec
         self.frame_rate = float(frame_rate)
         self.window_name = window
         self.device = backend.resolve_device(device)
         self.xp = backend.xp_for(self.device)
-        self.precision = precision
+        self.precision_requested = precision
+        self.precision, self.precision_note = resolve(precision, self.device)
+        mode = precision_of(self.precision)
+        if mode.reduced and self.device != "cpu":
+            raise AcamError(f"precision={precision!r} on the GPU is not built yet (see acam.beamform.reduced."
+                            "gpu_product); use precision='single' there")
+        if mode.reduced and tolerance:
+            raise AcamError(f"precision={precision!r} with tolerance={tolerance} (low-rank) is not built yet; "
+                            "use one of them")
         self.threads = threads
-        self.real_dtype = np.float32 if precision == "single" else np.float64
-        self.complex_dtype = np.complex64 if precision == "single" else np.complex128
+        self.progress = False            # a progress bar while the low-rank factors are computed
+        self.real_dtype, self.complex_dtype = mode.real, mode.complex
         self.frame_len, seg, self.n_segments = frame_layout(spec.sample_freq, frame_rate, spec.nfft)
         win = parse_window(window, seg)
         self.window = self.xp.asarray(win, self.real_dtype)
@@ -244,15 +259,27 @@ class Beamformer:
         if self._lowrank is None:
             from .lowrank import factorise
 
-            self._lowrank = factorise(lambda: steering_matrix(self.spec, self.xp, self.complex_dtype),
-                                      self.tolerance, self.spec.digest, xp=self.xp, dtype=self.complex_dtype)
+            self._lowrank = factorise(self.spec, self.tolerance, xp=self.xp, dtype=self.complex_dtype,
+                                      progress=self.progress, threads=self.threads)
         return self._lowrank
 
+    @property
+    def reduced(self):
+        """The steering operands of a reduced precision (:mod:`acam.beamform.reduced`), else None."""
+        from .reduced import ReducedSteering, precision_of
+
+        if not precision_of(self.precision).reduced:
+            return None
+        if self._reduced is None:
+            self._reduced = ReducedSteering(self.spec, self.precision)
+        return self._reduced
+
     def prepare(self) -> None:
-        """Build what :meth:`process` needs (steering matrix, or its low-rank factors) now."""
+        """Build what :meth:`process` needs (steering matrix, its low-rank factors or its reduced-precision
+        operands) now."""
         if self.tolerance:
             self.lowrank
-        else:
+        elif self.reduced is None:
             self.steering
 
     @property
@@ -305,6 +332,10 @@ class Beamformer:
             from .lowrank import steered_power_lowrank
 
             steered_power_lowrank(self.lowrank, X, self.scale, flat, self.n_segments, threads=self.threads)
+        elif self.reduced is not None:
+            from .reduced import steered_power_reduced
+
+            steered_power_reduced(self.reduced, X, self.scale, flat, self.n_segments, threads=self.threads)
         else:
             steered_power(self.steering, X, self.scale, flat, self.n_segments, threads=self.threads)
         return out

@@ -7,7 +7,8 @@ File formats read and written by :meth:`ArrayGeometry.from_file` / :meth:`ArrayG
 
 ``.xml``  Acoular's microphone-geometry XML (``<MicArray name=..><pos Name="Point 1" x= y= z=/>``),
           so Acoular's shipped arrays load here and ours load in Acoular.
-``.csv``  one microphone per line, ``x,y,z`` (a header line ``x,y,z`` is allowed).
+``.csv``  one microphone per line, ``x,y,z``.  A first line is a header only if it holds a token
+          that is not a number (``x,y,z``); ``.5,0,0``, ``+0.1,...`` and ``nan,...`` are data.
 ``.npy``  an ``(n_mics, 3)`` float array.
 ``.h5``   the ``mic_positions`` dataset of a raw recording.
 """
@@ -22,8 +23,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xml.sax.saxutils import escape
+
+from ..core.checks import number
 from ..core.digest import digest
 from ..core.errors import AcamError, FormatError
+from ..core.resources import check_allocation
+from ..core.safeio import atomic_output, input_file, write_text
 
 DEFAULT_ARRAY_FILE = "acam128.xml"
 
@@ -42,6 +48,7 @@ class ArrayGeometry:
 
     positions: np.ndarray
     name: str = "array"
+    source: str = field(default="", repr=False)     # the file it was read from, if any
     digest: str = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -63,6 +70,7 @@ class ArrayGeometry:
     @property
     def aperture(self) -> float:
         """Largest distance between two microphones, metres."""
+        check_allocation(self.n_mics ** 2 * 24, f"distances between {self.n_mics} microphones")
         d = self.positions[:, None, :] - self.positions[None, :, :]
         return float(np.sqrt((d ** 2).sum(-1)).max())
 
@@ -71,6 +79,7 @@ class ArrayGeometry:
         """Smallest distance between two microphones, metres (inf for one microphone)."""
         if self.n_mics < 2:
             return float("inf")
+        check_allocation(self.n_mics ** 2 * 24, f"distances between {self.n_mics} microphones")
         d = np.sqrt(((self.positions[:, None, :] - self.positions[None, :, :]) ** 2).sum(-1))
         d[np.diag_indices_from(d)] = np.inf
         return float(d.min())
@@ -80,53 +89,90 @@ class ArrayGeometry:
     def from_file(cls, path: str | os.PathLike) -> "ArrayGeometry":
         """Load a geometry from ``.xml`` (Acoular), ``.csv``, ``.npy`` or ``.h5`` (raw recording)."""
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise AcamError(f"array file {path!r} does not exist")
         ext = os.path.splitext(path)[1].lower()
+        if ext not in _READERS:
+            raise AcamError(f"array file {path!r}: unknown extension {ext!r} (use .xml, .csv, .npy, .h5)")
+        input_file(path, "array file")
         name = os.path.splitext(os.path.basename(path))[0]
         try:
-            if ext == ".xml":
-                root = ET.parse(path).getroot()
-                pts = [[float(p.get(a, 0.0)) for a in ("x", "y", "z")] for p in root.iter("pos")]
-                return cls(np.array(pts).reshape(-1, 3), root.get("name", name))
-            if ext == ".csv":
-                with open(path, encoding="utf-8") as fh:
-                    rows = [ln for ln in fh.read().splitlines() if ln.strip()]
-                if rows and not rows[0].lstrip().lstrip("-")[:1].isdigit():
-                    rows = rows[1:]
-                pts = [[float(v) for v in ln.split(",")] for ln in rows]
-                return cls(np.array(pts), name)
-            if ext == ".npy":
-                return cls(np.load(path, allow_pickle=False), name)
-            if ext in (".h5", ".hdf5"):
-                import h5py
-
-                with h5py.File(path, "r") as f:
-                    if "mic_positions" not in f:
-                        raise FormatError(f"{path}: no 'mic_positions' dataset")
-                    return cls(f["mic_positions"][()], name)
-        except (ET.ParseError, ValueError, OSError) as exc:
-            raise FormatError(f"cannot read array file {path!r}: {exc}") from None
-        raise AcamError(f"array file {path!r}: unknown extension {ext!r} (use .xml, .csv, .npy, .h5)")
+            pos, name = _READERS[ext](path, name)
+        except (ET.ParseError, ValueError, OSError, UnicodeDecodeError) as exc:
+            raise FormatError(f"cannot read array file {path!r}: {str(exc).splitlines()[0]}") from None
+        try:
+            return cls(pos, name, os.path.abspath(path))
+        except AcamError as exc:
+            raise FormatError(f"array file {path!r}: {exc}") from None
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the geometry as ``.xml`` (Acoular's format), ``.csv`` or ``.npy``."""
+        """Write the geometry as ``.xml`` (Acoular's format), ``.csv`` or ``.npy`` (atomically)."""
         path = os.fspath(path)
         ext = os.path.splitext(path)[1].lower()
         if ext == ".xml":
-            lines = ['<?xml version="1.1" encoding="utf-8"?>', f'<MicArray name="{self.name}">']
+            lines = ['<?xml version="1.1" encoding="utf-8"?>', f'<MicArray name="{escape(self.name)}">']
             lines += [f'  <pos Name="Point {i + 1}" x="{x:.6f}" y="{y:.6f}" z="{z:.6f}"/>'
                       for i, (x, y, z) in enumerate(self.positions)]
             lines.append("</MicArray>")
-            text = "\n".join(lines) + "\n"
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_text(path, "\n".join(lines) + "\n")
         elif ext == ".csv":
-            np.savetxt(path, self.positions, delimiter=",", header="x,y,z", comments="", fmt="%.6f")
+            write_text(path, "x,y,z\n" + "".join(f"{x:.6f},{y:.6f},{z:.6f}\n" for x, y, z in self.positions))
         elif ext == ".npy":
-            np.save(path, self.positions)
+            with atomic_output(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, self.positions)
         else:
             raise AcamError(f"cannot write array file {path!r}: use .xml, .csv or .npy")
+
+
+MAX_MICS = 1 << 20
+
+
+def _read_xml(path, name):
+    root = ET.parse(path).getroot()
+    pts = [[float(p.get(a, 0.0)) for a in ("x", "y", "z")] for p in root.iter("pos")]
+    return np.array(pts, float).reshape(-1, 3), root.get("name", name)
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path, name):
+    if os.path.getsize(path) > 64 * MAX_MICS:
+        raise ValueError(f"{os.path.getsize(path)} bytes is too large for an array file")
+    with open(path, encoding="utf-8") as fh:
+        rows = [ln for ln in fh.read().splitlines() if ln.strip()]
+    if rows and not all(_is_number(t) for t in rows[0].split(",")):
+        rows = rows[1:]               # a header: a token that is not a number ('x,y,z')
+    pts = []
+    for i, ln in enumerate(rows):
+        vals = [float(v) for v in ln.split(",")]
+        if len(vals) not in (2, 3):
+            raise ValueError(f"line {i + 1}: {len(vals)} values; expected x,y[,z]")
+        pts.append(vals + [0.0] * (3 - len(vals)))
+    return np.array(pts, float).reshape(-1, 3), name
+
+
+def _read_npy(path, name):
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)   # the header's shape checked against the file
+    if arr.dtype.kind not in "iuf" or arr.size > 3 * MAX_MICS:
+        raise ValueError(f"holds {arr.dtype} of shape {arr.shape}; expected (n_mics, 3) numbers")
+    return np.array(arr, float), name
+
+
+def _read_h5(path, name):
+    from ..core.h5read import read_all
+    from ..core.safeio import open_h5
+
+    with open_h5(path, "array file") as f:
+        if "mic_positions" not in f:
+            raise FormatError(f"{path}: no 'mic_positions' dataset")
+        return read_all(f, "mic_positions", path, ndim=2), name
+
+
+_READERS = {".xml": _read_xml, ".csv": _read_csv, ".npy": _read_npy, ".h5": _read_h5, ".hdf5": _read_h5}
 
 
 @functools.lru_cache(maxsize=1)
@@ -142,6 +188,17 @@ def default_array() -> ArrayGeometry:
     with importlib.resources.as_file(ref) as p:
         geom = ArrayGeometry.from_file(p)
     return ArrayGeometry(geom.positions, "acam128")
+
+
+def check_layout(n_mics, aperture, clearance: float = 0.0, min_spacing: float = 0.0) -> None:
+    """Refuse layout settings that cannot give ``n_mics`` microphones inside the square aperture."""
+    number("n_mics", n_mics, lo=1, hi=MAX_MICS, integer=True)
+    number("aperture", aperture, lo=0, lo_open=True)
+    number("min_spacing", min_spacing, lo=0)
+    number("clearance", clearance, lo=0)
+    if clearance >= aperture / 2:
+        raise AcamError(f"clearance={clearance} m leaves no room inside aperture={aperture} m "
+                        f"(it must be below half the aperture, {aperture / 2:g} m)")
 
 
 def aperiodic(n_mics: int = 128, aperture: float = 0.45, min_spacing: float = 0.025,
@@ -160,9 +217,7 @@ def aperiodic(n_mics: int = 128, aperture: float = 0.45, min_spacing: float = 0.
     seed : int
         Seed of the random generator: the same seed gives the same layout.
     """
-    if n_mics < 1 or aperture <= 0 or min_spacing < 0 or clearance < 0:
-        raise AcamError(f"impossible layout: n_mics={n_mics}, aperture={aperture}, "
-                        f"min_spacing={min_spacing}, clearance={clearance}")
+    check_layout(n_mics, aperture, clearance, min_spacing)
     rng = np.random.default_rng(seed)
     half = aperture / 2
     pts: list[np.ndarray] = []
@@ -185,8 +240,7 @@ def aperiodic(n_mics: int = 128, aperture: float = 0.45, min_spacing: float = 0.
 def uniform_grid(n_mics: int = 128, aperture: float = 0.45) -> ArrayGeometry:
     """A uniform rectangular grid: the smallest square grid holding ``n_mics`` points, spacing
     ``aperture / (side - 1)``, with the points farthest from the centre left out."""
-    if n_mics < 1 or aperture <= 0:
-        raise AcamError(f"impossible grid: n_mics={n_mics}, aperture={aperture}")
+    check_layout(n_mics, aperture)
     side = max(1, int(np.ceil(np.sqrt(n_mics))))
     c = (np.arange(side) - (side - 1) / 2) * (aperture / max(side - 1, 1))
     xy = np.array([(x, y) for y in c[::-1] for x in c])
@@ -200,8 +254,11 @@ def spiral(n_mics: int = 128, aperture: float = 0.45, arms: int = 8, clearance: 
     """An Underbrink-style multi-arm logarithmic spiral: ``arms`` arms of ``n_mics / arms``
     microphones, radii from ``clearance`` to ``aperture / 2`` spaced for equal annulus areas, each arm
     a log spiral of angle ``spiral_angle`` degrees."""
-    if n_mics % arms or n_mics < arms or arms < 1:
-        raise AcamError(f"{n_mics} microphones do not split into {arms} equal arms")
+    check_layout(n_mics, aperture, clearance)
+    number("arms", arms, lo=1, integer=True)
+    number("spiral_angle", spiral_angle, lo=0, hi=90, lo_open=True, hi_open=True)
+    if n_mics % arms or n_mics < arms:
+        raise AcamError(f"{n_mics} microphones do not split into arms={arms} equal arms")
     per = n_mics // arms
     r0, r1 = max(clearance, 1e-3), aperture / 2
     # equal-area annuli: r_i^2 evenly spaced between r0^2 and r1^2
@@ -219,8 +276,7 @@ def spiral(n_mics: int = 128, aperture: float = 0.45, arms: int = 8, clearance: 
 def sunflower(n_mics: int = 128, aperture: float = 0.45, clearance: float = 0.035) -> ArrayGeometry:
     """A sunflower (Fermat) spiral: radius ~ sqrt(i) between ``clearance`` and ``aperture / 2``,
     successive microphones turned by the golden angle."""
-    if n_mics < 1 or aperture <= 0:
-        raise AcamError(f"impossible layout: n_mics={n_mics}, aperture={aperture}")
+    check_layout(n_mics, aperture, clearance)
     i = np.arange(n_mics) + 0.5
     r0, r1 = clearance, aperture / 2
     r = np.sqrt(r0 ** 2 + (r1 ** 2 - r0 ** 2) * i / n_mics)

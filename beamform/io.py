@@ -12,69 +12,46 @@ Raw recording (``raw.h5``)
 Acoustic cube (``cube.h5``)
     ``cube``           (n_frames, rows, cols, n_bins) power, float32 (or float16); row 0 = top.
     ``frequencies``    (n_bins,) Hz.       ``look_points``  (rows, cols, 3) metres.
+                       The cube's dimensions are named ``frame, row, col, frequency`` and carry
+                       HDF5 dimension scales with a ``units`` attribute: ``frame_time`` (s),
+                       ``row_y`` (m), ``col_x`` (m), ``frequencies`` (Hz).
     attributes         sample_freq, frame_rate, nfft, n_bins, focus, speed_of_sound, hfov, vfov,
                        window, weights, bad_mics, source_file, version, settings_digest.
     ``source_positions`` is copied from the raw file when present.
+    A float16 cube is refused (before anything is written) when a value exceeds float16's largest,
+    65504: it would be stored as infinity.  Use float32, or scale the recording down.
 
-Outputs are written to a temporary file beside the target and renamed into place only when
-complete, so a failure never leaves a half-written file, and an input is never opened for writing.
+Outputs are written through :func:`acam.core.safeio.atomic_output` (a part file beside the target,
+renamed into place only when complete), so a failure never leaves a half-written file, and no input
+of the command - HDF5 link and virtual-dataset targets included - is ever replaced.  Inputs are
+checked when opened: wrong-typed attributes, datasets the file does not really hold, dangling links
+and missing virtual-dataset sources are each refused in one line naming the file.
 """
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
-import tempfile
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
 from ..core.errors import AcamError, FormatError
+from ..core.h5read import attr_number, attr_text, check_storage, dataset as checked_dataset, read_all
+from ..core.resources import check_allocation
+from ..core.safeio import atomic_output, h5_output, open_h5, register_input, reserve
 from .geometry import ArrayGeometry
 from .sensor import FRAME_RATE
+
+__all__ = ["atomic_output", "RawRecording", "write_raw", "CubeWriter", "Cube", "aligned_empty"]
 
 TIME_DTYPES = (np.int16, np.int32, np.float32, np.float64)
 DEFAULT_FRAME_RATE = FRAME_RATE
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, protect: tuple = ()):
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
-
-    ``protect`` lists input paths that the output must not overwrite.
-    """
-    path = os.path.abspath(os.fspath(path))
-    for p in protect:
-        if p is not None and os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path):
-            raise AcamError(f"output {path!r} is also an input; choose another output path")
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise AcamError(f"output folder {folder!r} does not exist")
-    if os.path.isdir(path):
-        raise AcamError(f"output {path!r} is a folder; give a file name")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise AcamError(f"cannot write to {folder!r}: {exc.strerror}") from None
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _open_h5(path, what: str) -> h5py.File:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise AcamError(f"{what} {path!r} does not exist")
-    try:
-        return h5py.File(path, "r")
-    except OSError:
-        raise FormatError(f"{what} {path!r} is not an HDF5 file") from None
+    return open_h5(path, what)
 
 
 @dataclass
@@ -95,9 +72,13 @@ class RawRecording:
     @classmethod
     def open(cls, path, frame_rate: float | None = None, array: ArrayGeometry | None = None):
         """Open ``path``; ``array`` overrides the file's microphone positions."""
+        if frame_rate is not None and not (isinstance(frame_rate, (int, float)) and frame_rate > 0
+                                           and math.isfinite(frame_rate)):
+            raise AcamError(f"frame_rate={frame_rate} must be a positive number of frames per second")
         f = _open_h5(path, "recording")
+        path = os.fspath(path)
         try:
-            if "time_data" not in f or not isinstance(f["time_data"], h5py.Dataset):
+            if not isinstance(f.get("time_data"), h5py.Dataset):
                 raise FormatError(f"{path}: no 'time_data' dataset (n_samples, n_channels)")
             td = f["time_data"]
             if td.ndim != 2:
@@ -105,30 +86,47 @@ class RawRecording:
             if td.dtype not in [np.dtype(d) for d in TIME_DTYPES]:
                 raise FormatError(f"{path}: 'time_data' has dtype {td.dtype}; expected int16, int32, "
                                   "float32 or float64")
-            fs = td.attrs.get("sample_freq", f.attrs.get("sample_freq"))
+            if td.shape[1] < 1:
+                raise FormatError(f"{path}: 'time_data' has no channels (shape {td.shape})")
+            check_storage(td, "time_data", path)
+            fs = attr_number(td, "sample_freq", path)
+            fs = attr_number(f, "sample_freq", path) if fs is None else fs
             if fs is None:
                 raise FormatError(f"{path}: sample rate missing (attribute 'sample_freq' on "
                                   "'time_data' or the root)")
-            fs = float(np.asarray(fs).reshape(-1)[0])
-            if not (fs > 0 and np.isfinite(fs)):
+            if not fs > 0:
                 raise FormatError(f"{path}: sample_freq={fs} Hz is not a positive number")
-            fr = float(frame_rate if frame_rate is not None else f.attrs.get("frame_rate", DEFAULT_FRAME_RATE))
-            if not (fr > 0 and np.isfinite(fr)):
+            fr = frame_rate if frame_rate is not None else attr_number(f, "frame_rate", path, DEFAULT_FRAME_RATE)
+            if not fr > 0:
                 raise FormatError(f"{path}: frame_rate={fr} is not a positive number")
+            if fr > fs:
+                raise FormatError(f"{path}: frame_rate={fr:g} is higher than the sample rate {fs:g} Hz")
+            for name in ("hfov", "vfov"):
+                fov = attr_number(f, name, path)
+                if fov is not None and not 0 < fov < 180:
+                    raise FormatError(f"{path}: attribute {name}={fov:g} degrees is not between 0 and 180")
             n_ch = td.shape[1]
             if array is None:
                 if "mic_positions" not in f:
                     raise FormatError(f"{path}: no 'mic_positions' dataset (n_channels, 3); "
                                       "give an array file with --array")
-                array = ArrayGeometry(f["mic_positions"][()], os.path.basename(os.fspath(path)))
+                pos = read_all(f, "mic_positions", path, ndim=2)
+                try:
+                    array = ArrayGeometry(pos, os.path.basename(path))
+                except AcamError as exc:
+                    raise FormatError(f"{path}: 'mic_positions': {exc}") from None
+            elif array.source:
+                register_input(array.source)
             if array.n_mics != n_ch:
                 raise FormatError(f"{path}: {n_ch} channels do not fit {array.n_mics} microphones")
             bad = np.zeros(n_ch, bool)
             if "bad_mics" in f:
-                bad = np.asarray(f["bad_mics"][()], bool).reshape(-1)
+                bad = np.asarray(read_all(f, "bad_mics", path, kinds="biuf"), bool).reshape(-1)
                 if bad.shape != (n_ch,):
                     raise FormatError(f"{path}: 'bad_mics' has {bad.size} entries for {n_ch} channels")
-            return cls(os.fspath(path), f, td, fs, fr, array, bad)
+                if bad.all():
+                    raise FormatError(f"{path}: 'bad_mics' marks every microphone as broken")
+            return cls(path, f, td, fs, float(fr), array, bad)
         except BaseException:
             f.close()
             raise
@@ -151,11 +149,20 @@ class RawRecording:
         return self.time_data.shape[1]
 
     def attr(self, name, default=None):
-        return self.file.attrs.get(name, default)
+        """A root attribute (``default`` when absent): text as ``str``, anything else as a float (an
+        array, an empty or a non-numeric value is refused)."""
+        if name in self.file.attrs and isinstance(self.file.attrs[name], (bytes, str)):
+            return attr_text(self.file, name, self.path)
+        return attr_number(self.file, name, self.path, default)
 
     def dataset(self, name):
-        """A whole optional dataset as an array, or None."""
-        return self.file[name][()] if name in self.file else None
+        """A whole optional dataset as an array, or None (``source_positions`` checked for shape)."""
+        if name not in self.file:
+            return None
+        arr = read_all(self.file, name, self.path)
+        if name == "source_positions":
+            check_source_positions(arr, self.path)
+        return arr
 
     def read_frames(self, starts: np.ndarray, frame_len: int, dtype=np.float32) -> np.ndarray:
         """Frames ``[s, s + frame_len)`` for each start, as ``(n_frames, frame_len, n_channels)``.
@@ -179,12 +186,18 @@ def write_raw(path, time_data: np.ndarray, sample_freq: float, mic_positions: np
               attrs: dict | None = None) -> None:
     """Write a raw recording (atomically).  Shapes and units as in the module docs."""
     time_data = np.asarray(time_data)
+    for name, v in (("sample_freq", sample_freq), ("frame_rate", frame_rate)):
+        if not (isinstance(v, (int, float, np.number)) and v > 0 and math.isfinite(v)):
+            raise AcamError(f"{name}={v} must be a positive number")
+    if time_data.dtype.kind not in "iuf":
+        raise AcamError(f"time_data has dtype {time_data.dtype}; expected numbers")
     if time_data.ndim != 2:
         raise AcamError(f"time_data has shape {time_data.shape}; expected (n_samples, n_channels)")
     mic_positions = np.asarray(mic_positions, float)
     if mic_positions.shape != (time_data.shape[1], 3):
         raise AcamError(f"{time_data.shape[1]} channels do not fit mic_positions of shape {mic_positions.shape}")
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_output(path) as tmp, h5_output(tmp) as f:
+        reserve(f, time_data.nbytes + (0 if video is None else np.asarray(video).nbytes) + (1 << 20), path)
         td = f.create_dataset("time_data", data=time_data)
         td.attrs["sample_freq"] = float(sample_freq)
         f.attrs["sample_freq"] = float(sample_freq)
@@ -202,6 +215,7 @@ def write_raw(path, time_data: np.ndarray, sample_freq: float, mic_positions: np
 
 
 PAGE = 4096
+F16_MAX = float(np.finfo(np.float16).max)
 
 
 def aligned_empty(shape, dtype) -> np.ndarray:
@@ -225,11 +239,14 @@ class CubeWriter:
 
     def __init__(self, path, n_frames: int, rows: int, cols: int, frequencies: np.ndarray,
                  look_points: np.ndarray, attrs: dict, dtype=np.float32,
-                 extra: dict[str, np.ndarray] | None = None):
+                 extra: dict[str, np.ndarray] | None = None, final: str | None = None):
         self.path = os.fspath(path)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.shape = (n_frames, rows, cols, len(frequencies))
-        with h5py.File(self.path, "w", alignment_threshold=PAGE, alignment_interval=PAGE) as f:
+        with h5_output(self.path, alignment_threshold=PAGE, alignment_interval=PAGE) as f:
+            extra_bytes = sum(np.asarray(v).nbytes for v in (extra or {}).values() if v is not None)
+            reserve(f, int(np.prod(self.shape)) * self.dtype.itemsize + extra_bytes
+                    + np.asarray(look_points).nbytes + len(frequencies) * 16 + (1 << 20), final or self.path)
             f.create_dataset("frequencies", data=np.asarray(frequencies, float))
             f.create_dataset("look_points", data=np.asarray(look_points, float))
             for k, v in (extra or {}).items():
@@ -246,7 +263,9 @@ class CubeWriter:
             tid = h5py.h5t.py_create(self.dtype)
             dsid = h5py.h5d.create(f.id, b"cube", tid, space, dcpl=dcpl)
             self.offset = dsid.get_offset()
+            f.flush()           # a full disk fails here, before any object is closed (see h5_output)
             dsid.close()
+            label_cube_dimensions(f, attrs)
         if self.offset is None and np.prod(self.shape) > 0:
             raise AcamError(f"cannot allocate the cube in {self.path!r}")
         self._open()
@@ -277,6 +296,11 @@ class CubeWriter:
         """Write frames ``first_frame...`` from a host array ``(n, rows, cols, n_bins)``."""
         if block.shape[1:] != self.shape[1:] or first_frame + block.shape[0] > self.shape[0]:
             raise AcamError(f"block of shape {block.shape} does not fit cube {self.shape} at frame {first_frame}")
+        if self.dtype.itemsize == 2 and block.size:
+            peak = float(np.max(block))
+            if not peak <= F16_MAX:       # also NaN
+                raise AcamError(f"cube values reach {peak:.3g}, beyond float16's largest {F16_MAX:g}; "
+                                "use dtype float32 (or scale the recording down)")
         if block.dtype != self.dtype or not block.flags.c_contiguous:
             if self._scratch is None or self._scratch.size < block.size:
                 self._scratch = aligned_empty((block.size,), self.dtype)
@@ -311,6 +335,48 @@ class CubeWriter:
                 setattr(self, name, None)
 
 
+CUBE_NUMBERS = ("sample_freq", "frame_rate", "nfft", "n_bins", "focus", "speed_of_sound", "hfov", "vfov",
+                "frame_len", "segments_per_frame", "tolerance")
+
+
+def check_source_positions(arr: np.ndarray, path) -> None:
+    """``source_positions`` must be (n_sources, 3) or (n_sources, n_frames, 3) finite metres."""
+    if arr.ndim not in (2, 3) or arr.shape[-1] != 3:
+        raise FormatError(f"{path}: 'source_positions' has shape {arr.shape}; expected (n_sources, 3) "
+                          "or (n_sources, n_frames, 3)")
+    if not np.all(np.isfinite(arr)):
+        raise FormatError(f"{path}: 'source_positions' holds NaN or infinite values")
+CUBE_DIMENSIONS = (("frame", "frame_time", "s", "start of each frame (time of its first sample)"),
+                   ("row", "row_y", "m", "y (up) of the row's look points on the focus plane; row 0 = top"),
+                   ("col", "col_x", "m", "x (right) of the column's look points on the focus plane"),
+                   ("frequency", "frequencies", "Hz", "centre frequency of each bin"))
+
+
+def label_cube_dimensions(f: h5py.File, attrs: dict) -> None:
+    """Name the ``cube`` dataset's four dimensions and attach HDF5 dimension scales with units
+    (``frame_time`` s, ``row_y`` m, ``col_x`` m, ``frequencies`` Hz), so any HDF5 reader (h5py's
+    ``dims``, netCDF tools, HDFView) can label the axes.  No timestamps: files stay byte-equal."""
+    cube = f["cube"]
+    n, rows, cols, _ = cube.shape
+    fs, fr = attrs.get("sample_freq"), attrs.get("frame_rate")
+    if fs and fr:
+        times = np.floor(np.arange(n) * (float(fs) / float(fr)) + 0.5) / float(fs)
+    else:
+        times = np.arange(n, dtype=float)
+    look = f["look_points"][()]
+    values = {"frame_time": times, "row_y": look[:, 0, 1] if look.shape[:2] == (rows, cols) else np.arange(rows),
+              "col_x": look[0, :, 0] if look.shape[:2] == (rows, cols) else np.arange(cols)}
+    for i, (label, name, unit, what) in enumerate(CUBE_DIMENSIONS):
+        if name not in f:
+            f.create_dataset(name, data=np.asarray(values[name], float))
+        scale = f[name]
+        scale.attrs["units"] = unit
+        scale.attrs["long_name"] = what
+        scale.make_scale(label)
+        cube.dims[i].label = label
+        cube.dims[i].attach_scale(scale)
+
+
 @dataclass
 class Cube:
     """A cube file's contents (the ``cube`` dataset stays on disk until sliced)."""
@@ -324,21 +390,46 @@ class Cube:
 
     @classmethod
     def open(cls, path) -> "Cube":
+        """Open a cube file, checking its layout, its numeric attributes and its stored size."""
         f = _open_h5(path, "cube file")
+        path = os.fspath(path)
         try:
             for name in ("cube", "frequencies", "look_points"):
                 if name not in f:
                     raise FormatError(f"{path}: no {name!r} dataset; is this an acoustic cube file?")
-            cube = f["cube"]
+            cube = checked_dataset(f, "cube", path, kinds="f")
             if cube.ndim != 4:
                 raise FormatError(f"{path}: 'cube' has shape {cube.shape}; expected (n_frames, rows, cols, n_bins)")
-            freqs = f["frequencies"][()]
+            if min(cube.shape) < 1:
+                raise FormatError(f"{path}: 'cube' has shape {cube.shape}: no frames, pixels or bins")
+            freqs = read_all(f, "frequencies", path, ndim=1)
             if freqs.shape != (cube.shape[3],):
                 raise FormatError(f"{path}: {freqs.size} frequencies for {cube.shape[3]} bins")
-            return cls(os.fspath(path), f, cube, freqs, f["look_points"][()], dict(f.attrs))
+            look = read_all(f, "look_points", path)
+            if look.shape != cube.shape[1:3] + (3,):
+                raise FormatError(f"{path}: 'look_points' has shape {look.shape}; expected "
+                                  f"{cube.shape[1:3] + (3,)}")
+            attrs = dict(f.attrs)
+            for name in CUBE_NUMBERS:
+                if name in attrs:
+                    attrs[name] = attr_number(f, name, path, positive=name != "tolerance")
+            for name, want in (("n_bins", cube.shape[3]), ("nfft", 2 * cube.shape[3])):
+                if name in attrs and attrs[name] != want:
+                    raise FormatError(f"{path}: attribute {name}={attrs[name]:g} does not fit the cube's "
+                                      f"{cube.shape[3]} bins (expected {want})")
+            if "source_positions" in f:
+                check_source_positions(read_all(f, "source_positions", path), path)
+            return cls(path, f, cube, freqs, look, attrs)
         except BaseException:
             f.close()
             raise
+
+    def require(self, *names) -> None:
+        """Refuse a cube that lacks one of the attributes ``names`` (a step needs them)."""
+        missing = [n for n in names if n not in self.attrs]
+        if missing:
+            raise FormatError(f"{self.path}: attribute(s) {', '.join(map(repr, missing))} missing; "
+                              "is this a cube made by 'beamform run'?")
 
     def __enter__(self):
         return self
@@ -355,6 +446,7 @@ class Cube:
                             f"({self.frequencies[0]:.0f}-{self.frequencies[-1]:.0f} Hz)")
         out = []
         n = self.cube.shape[0]
+        check_allocation(2 * np.prod(self.cube.shape[1:3]) * sel.size * 8, f"a frame of {self.path}")
         idx = range(n)[frames] if isinstance(frames, slice) else list(frames)
         for t in idx:
             out.append(self.cube[t, :, :, sel[0]:sel[-1] + 1].astype(np.float64).sum(-1))

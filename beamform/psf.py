@@ -105,17 +105,32 @@ def figures(psf_map: np.ndarray, grid: CameraGrid, freq: float) -> PsfFigures:
     return PsfFigures(float(freq), width_px * deg_per_px, width_px, float(psl))
 
 
+def grating_search_freqs(fmax: float, fmin: float = 200.0, step: float = 50.0) -> np.ndarray:
+    """The frequencies :func:`grating_lobe_frequency` tries, lowest first."""
+    return np.arange(fmin, fmax + step / 2, step)
+
+
 def grating_lobe_frequency(geometry: ArrayGeometry, grid: CameraGrid, fmax: float,
-                           fmin: float = 200.0, step: float = 50.0, c: float = SPEED_OF_SOUND) -> float:
+                           fmin: float = 200.0, step: float = 50.0, c: float = SPEED_OF_SOUND,
+                           bar=None) -> float:
     """Lowest frequency (Hz) at which a lobe away from the source reaches within 3 dB of the main
-    lobe inside the view; ``inf`` when none does up to ``fmax``."""
-    freqs = np.arange(fmin, fmax + step / 2, step)
-    for chunk in np.array_split(freqs, max(1, len(freqs) // 16)):
-        maps = psf(geometry, grid, chunk, c=c)
-        for f, m in zip(chunk, maps):
-            peak = np.unravel_index(np.argmax(m), m.shape)
-            lobe = _main_lobe(m, peak)
-            labels, n = scipy.ndimage.label(m >= 0.5)
-            if n > 1 and np.any((m >= 0.5) & ~lobe & (labels != labels[peak])):
-                return float(f)
-    return float("inf")
+    lobe inside the view; ``inf`` when none does up to ``fmax``.  ``bar`` (a progress bar) advances
+    by one per frequency tried, and to the end of the search when it stops early."""
+    freqs = grating_search_freqs(fmax, fmin, step)
+    done = 0
+    try:
+        for chunk in np.array_split(freqs, max(1, len(freqs) // 16)):
+            maps = psf(geometry, grid, chunk, c=c)
+            for f, m in zip(chunk, maps):
+                peak = np.unravel_index(np.argmax(m), m.shape)
+                lobe = _main_lobe(m, peak)
+                labels, n = scipy.ndimage.label(m >= 0.5)
+                if n > 1 and np.any((m >= 0.5) & ~lobe & (labels != labels[peak])):
+                    return float(f)
+            done += len(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+        return float("inf")
+    finally:
+        if bar is not None:
+            bar.update(len(freqs) - done)

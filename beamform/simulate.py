@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.checks import number, positive
 from ..core.errors import AcamError
+from ..core.resources import check_allocation
+from ..core.safeio import input_file
 from .geometry import ArrayGeometry, default_array
 from .sensor import SAMPLE_FREQ, SPEED_OF_SOUND
 
 KINDS = ("noise", "tone", "chirp", "burst", "wav")
+MAX_ORDER = 50          # image-source order; the count of images grows as its cube
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,9 @@ class SourceSpec:
             kind, _, arg = head.partition(":")
             kw: dict = {"position": pos, "kind": kind, "amplitude": amp}
             if kind == "tone":
-                kw["freq"] = float(arg or 1000)
+                if not arg:
+                    raise ValueError("a tone needs its frequency, e.g. tone:2000@0,0,2")
+                kw["freq"] = float(arg)
             elif kind == "chirp":
                 a, _, b = (arg or "500-6000").partition("-")
                 kw["freq"], kw["freq2"] = float(a), float(b)
@@ -104,8 +111,27 @@ class SourceSpec:
             raise AcamError(f"source kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.kind in ("tone", "chirp") and not (0 < self.freq < fs / 2 and 0 < self.freq2 < fs / 2 * 1.0001):
             raise AcamError(f"source frequency {self.freq} Hz must lie between 0 and Nyquist ({fs / 2} Hz)")
-        if not all(math.isfinite(c) for c in self.position):
-            raise AcamError(f"source position {self.position} is not finite")
+        if len(self.position) != 3 or not all(math.isfinite(c) for c in self.position):
+            raise AcamError(f"source position {self.position} is not three finite numbers")
+        number("source amplitude", self.amplitude, lo=0)
+        if self.kind == "wav":
+            input_file(self.path, "WAV file")
+
+
+def source_warnings(sources, hfov: float = 60.0, vfov: float = 45.0) -> list[str]:
+    """One line for each source that no picture will show: behind the array (z <= 0), or outside
+    the camera's ``hfov`` x ``vfov`` degree view."""
+    out = []
+    for i, s in enumerate(sources, 1):
+        x, y, z = (float(c) for c in s.position)
+        where = f"source {i} ({s.kind} at {x:g},{y:g},{z:g} m)"
+        if z <= 0:
+            out.append(f"{where} is behind the array (z <= 0, z points forward): it is simulated, "
+                       "but no picture shows it")
+        elif abs(math.degrees(math.atan2(x, z))) > hfov / 2 or abs(math.degrees(math.atan2(y, z))) > vfov / 2:
+            out.append(f"{where} is outside the {hfov:g} x {vfov:g} degree view: it is simulated, "
+                       "but no picture shows it")
+    return out
 
 
 def load_wav(path: str, rate: float) -> np.ndarray:
@@ -113,13 +139,17 @@ def load_wav(path: str, rate: float) -> np.ndarray:
     import scipy.io.wavfile
     import scipy.signal
 
-    if not os.path.isfile(path):
-        raise AcamError(f"WAV file {path!r} does not exist")
+    input_file(path, "WAV file")
+    check_allocation(os.path.getsize(path) * 8 * 3, f"the samples of WAV file {path!r}")
     try:
         file_rate, data = scipy.io.wavfile.read(path)
-    except ValueError as exc:
-        raise AcamError(f"cannot read WAV file {path!r}: {exc}") from None
+    except (ValueError, OSError, EOFError, struct.error) as exc:
+        raise AcamError(f"cannot read WAV file {path!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    if data.size == 0 or data.dtype.kind not in "iuf" or not file_rate > 0:
+        raise AcamError(f"WAV file {path!r} holds no usable samples ({data.size} of {data.dtype} at {file_rate} Hz)")
     data = np.asarray(data, float)
+    if not np.all(np.isfinite(data)):
+        raise AcamError(f"WAV file {path!r} holds NaN or infinite samples")
     if data.ndim == 2:
         data = data.mean(1)
     if file_rate != rate:
@@ -182,24 +212,33 @@ class Scene:
     seed: int = 0
     frame_rate: float = 12.0
 
-    def validate(self) -> None:
+    def validate(self, n_mics: int = 128) -> None:
         if self.room not in ("anechoic", "shoebox"):
             raise AcamError(f"room={self.room!r} must be 'anechoic' or 'shoebox'")
-        if not (self.duration > 0):
-            raise AcamError(f"duration={self.duration} s must be positive")
-        if not (self.sample_freq > 0):
-            raise AcamError(f"sample_freq={self.sample_freq} Hz must be positive")
+        positive("duration", self.duration)
+        positive("sample_freq", self.sample_freq)
+        positive("frame_rate", self.frame_rate)
+        if self.frame_rate > self.sample_freq:
+            raise AcamError(f"frame_rate={self.frame_rate} is higher than sample_freq={self.sample_freq} Hz")
+        number("noise_snr", self.noise_snr, none_ok=True)
+        number("seed", self.seed, lo=0, integer=True)
+        number("max_order", self.max_order, lo=0, hi=MAX_ORDER, integer=True, none_ok=True)
         if not self.sources:
             raise AcamError("a scene needs at least one source")
         for s in self.sources:
             s.validate(self.sample_freq)
+        n = self.duration * self.sample_freq
+        check_allocation(4 * 8 * n * (n_mics + len(self.sources)), f"a {self.duration:g} s recording of {n_mics} "
+                         f"microphones at {self.sample_freq:g} Hz")
         if self.room == "shoebox":
-            if len(self.room_dim) != 3 or min(self.room_dim) <= 0:
+            if len(self.room_dim) != 3 or not all(math.isfinite(x) and x > 0 for x in self.room_dim):
                 raise AcamError(f"room_dim={self.room_dim} must be three positive lengths")
-            if not self.rt60 > 0:
-                raise AcamError(f"rt60={self.rt60} s must be positive")
+            positive("rt60", self.rt60)
             if self.absorption is not None and not 0 < self.absorption <= 1:
                 raise AcamError(f"absorption={self.absorption} must lie in (0, 1]")
+            if self.array_position is not None and (len(self.array_position) != 3 or not all(
+                    math.isfinite(x) for x in self.array_position)):
+                raise AcamError(f"array_position={self.array_position} must be three finite numbers")
 
 
 def to_room(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -226,8 +265,8 @@ def simulate(scene: Scene, geometry: ArrayGeometry | None = None, extra_points=N
     """
     import pyroomacoustics as pra
 
-    scene.validate()
     geometry = geometry or default_array()
+    scene.validate(geometry.n_mics)
     fs = float(scene.sample_freq)
     if fs != int(fs):
         raise AcamError(f"sample_freq={fs} must be a whole number of Hz for pyroomacoustics")

@@ -184,30 +184,55 @@ class SteeringSpec:
         return gain, (r_pm - r_p0) / self.speed_of_sound
 
 
-def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64):
+def steering_matrix(spec: SteeringSpec, xp=np, dtype=np.complex64, bins: tuple[int, int] | None = None,
+                    out=None, threads: int | None = None, gains=None):
     """The steering matrix of :class:`SteeringSpec` on the device of ``xp``.
+
+    ``bins=(k0, k1)`` builds only bins ``k0..k1-1`` (callers that convert or factorise the matrix
+    chunk by chunk never hold all of it); ``out`` is where to write them and ``threads`` how many
+    threads fill it (CPU only; default: the usable cores).  ``gains``: ``spec.gains_and_delays()``
+    when the caller builds many chunks (it costs about 20 ms per call on the sensor's grid).
 
     Returns
     -------
-    array [shape=(n_bins, n_pixels, n_active_mics), dtype=complex64 or complex128]
+    array [shape=(k1 - k0, n_pixels, n_active_mics), dtype=complex64 or complex128]
     """
-    gain, dtau = spec.gains_and_delays()
+    gain, dtau = spec.gains_and_delays() if gains is None else gains
     domega = 2 * np.pi * spec.sample_freq / spec.nfft
-    shape = (spec.n_bins, gain.shape[0], gain.shape[1])
+    k0, k1 = bins if bins is not None else (0, spec.n_bins)
+    if not 0 <= k0 < k1 <= spec.n_bins:
+        raise AcamError(f"bins={bins} must lie within 0..{spec.n_bins}")
+    shape = (k1 - k0, gain.shape[0], gain.shape[1])
     if xp is np:
         from ._kernels import cpu_kernels
 
         from concurrent.futures import ThreadPoolExecutor
 
-        out = np.empty(shape, dtype)
+        out = np.empty(shape, dtype) if out is None else out
+        if out.shape != shape or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
+            raise AcamError(f"out must be a C-contiguous {np.dtype(dtype).name} array of shape {shape}")
         fill = cpu_kernels().steering_fill
-        n = backend.cpu_threads()
+        n = threads or backend.cpu_threads()
         edges = np.linspace(0, shape[1], n + 1).astype(int)
+        if n == 1:
+            fill(gain, dtau, k0 * domega, domega, out, 0, shape[1])
+            return out
         with ThreadPoolExecutor(n) as pool:
-            list(pool.map(lambda i: fill(gain, dtau, 0.0, domega, out, edges[i], edges[i + 1]), range(n)))
+            list(pool.map(lambda i: fill(gain, dtau, k0 * domega, domega, out, edges[i], edges[i + 1]), range(n)))
         return out
-    real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
-    out = xp.empty(shape, dtype)
-    backend.gpu_steering(xp.ascontiguousarray(xp.asarray(gain, real)), xp.ascontiguousarray(xp.asarray(dtau, real)),
-                          xp.asarray(np.arange(spec.n_bins) * domega, real), out)
+    out = xp.empty(shape, dtype)      # phase and gain in double precision on the GPU too
+    backend.gpu_steering(xp.asarray(np.ascontiguousarray(gain, np.float64)),
+                         xp.asarray(np.ascontiguousarray(dtau, np.float64)),
+                         xp.asarray(np.arange(k0, k1) * domega, np.float64), out)
     return out
+
+
+def steering_chunks(spec: SteeringSpec, chunk: int, dtype=np.complex64):
+    """``(k0, k1, A[k0:k1])`` for consecutive chunks of ``chunk`` bins, built on the CPU into one
+    reused buffer (each chunk is valid until the next one is asked for)."""
+    buf, gains = None, spec.gains_and_delays()
+    for k0 in range(0, spec.n_bins, chunk):
+        k1 = min(spec.n_bins, k0 + chunk)
+        if buf is None:
+            buf = np.empty((min(chunk, spec.n_bins), spec.grid.n_pixels, len(spec.active)), dtype)
+        yield k0, k1, steering_matrix(spec, np, dtype, (k0, k1), buf[: k1 - k0], gains=gains)

@@ -1,1 +1,1 @@
-"""Throughput benchmarks (run as modules, e.g. ``python -m acam.benchmarks.bench_beamform``)."""
+"""Benchmarks: plain functions called by ``acam bench ...`` (``run_beamform``, ``run_scaling``)."""

@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from acam.core.errors import AcamError, FormatError
+from acam.core.errors import FormatError
+from acam.core.safeio import atomic_output, check_output, read_bytes, reads_inputs, write_text
 
 KEY_FIGURES = [
     ("peak.cpu_gemm_gflops", "CPU complex64 GEMM peak", "GFLOP/s"),
@@ -22,16 +23,21 @@ KEY_FIGURES = [
 ]
 
 
+MAX_JSON = 64 << 20
+
+
 def load(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise AcamError(f"benchmark file {path!r} does not exist")
+    """A benchmark JSON document, checked for the layout the report reads."""
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}: not a benchmark JSON file ({exc})") from None
-    if "figures" not in doc or "machine" not in doc:
-        raise FormatError(f"{path}: not a benchmark JSON file (no 'figures' or 'machine')")
+        doc = json.loads(read_bytes(path, "benchmark file", MAX_JSON).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise FormatError(f"{path}: not a benchmark JSON file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("figures"), dict) or not isinstance(doc.get("machine"), dict):
+        raise FormatError(f"{path}: not a benchmark JSON file (an object with 'figures' and 'machine' objects)")
+    for key, fig in doc["figures"].items():
+        med = fig.get("median") if isinstance(fig, dict) else "?"
+        if med is not None and (isinstance(med, bool) or not isinstance(med, (int, float))):
+            raise FormatError(f"{path}: figure {key!r} has no numeric 'median'")
     return doc
 
 
@@ -41,6 +47,18 @@ def _median(doc, key):
 
 
 def markdown(docs: list[tuple[str, dict]]) -> str:
+    """The report's markdown; a document whose sections do not have the expected layout is refused
+    in one line naming its file."""
+    lines = _key_table(docs)
+    for path, d in docs:
+        try:
+            lines += _sections(path, d)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as exc:
+            raise FormatError(f"{path}: unexpected benchmark layout ({type(exc).__name__}: {exc})") from None
+    return "\n".join(lines) + "\n"
+
+
+def _key_table(docs) -> list[str]:
     names = [os.path.splitext(os.path.basename(p))[0] for p, _ in docs]
     lines = ["# Benchmark report", "", "| figure | unit | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(docs)]
@@ -49,68 +67,72 @@ def markdown(docs: list[tuple[str, dict]]) -> str:
         if all(v is None for v in vals):
             continue
         lines.append(f"| {label} | {unit} | " + " | ".join("-" if v is None else f"{v:.4g}" for v in vals) + " |")
-    for path, d in docs:
-        name = os.path.splitext(os.path.basename(path))[0]
-        m = d["machine"]
-        lines += ["", f"## {name}", "", f"`{d.get('command', '')}` on {d.get('date', '?')}, device {d.get('device')}, "
-                  f"{m.get('cpu_model', '?')}, {m.get('usable_cpus', '?')} cores"
-                  + (f", GPU {m['gpu']['name']}" if isinstance(m.get("gpu"), dict) else "")]
-        if "peers" in d:
-            p = d["peers"]
-            lines += ["", "| tool | s/frame | real-time factor | acam faster by | note |", "|---|---|---|---|---|",
-                      f"| acam (compute step) | {p['acam_seconds_per_frame']:.4g} | "
-                      f"{1 / (12 * p['acam_seconds_per_frame']):.3g} | 1 | |"]
-            for tool, r in p.items():
-                if tool == "acam_seconds_per_frame":
-                    continue
-                if r is None:
-                    lines.append(f"| {tool} | - | - | - | not installed |")
-                    continue
-                note = f"timed on {r['bins_timed']} bins, extrapolated linearly" if r["extrapolated"] else ""
-                lines.append(f"| {tool} | {r['median']:.4g} | {r['realtime_factor']:.3g} | {r['acam_speedup']:,.0f} | {note} |")
-        if "sweeps" in d:
-            lines += ["", "| sweep | values | seconds (median) | log-log slope | expected |", "|---|---|---|---|---|"]
-            for sname, r in d["sweeps"].items():
-                mem = ("; peak RSS " + ", ".join(f"{x['peak_rss_mib']:.0f}" for x in r["rows"]) + " MiB"
-                       if "peak_rss_mib" in r["rows"][0] else "")
-                lines.append(f"| {sname} | " + ", ".join(str(x["value"]) for x in r["rows"]) + " | "
-                             + ", ".join(f"{x['median']:.3g}" for x in r["rows"]) + mem
-                             + f" | {r['slope']:.2f} | {r['expected_slope']:.0f} |")
-        if "lowrank" in d:
-            lines += ["", "| steering | real-time factor | vs exact | mean rank | operations saved | max error (re peak, within 30 dB) | peaks moved |",
-                      "|---|---|---|---|---|---|---|"]
-            for r in d["lowrank"]:
-                name = "exact" if r["tolerance"] == 0 else f"tolerance {r['tolerance']:g}"
-                lines.append(f"| {name} | {r['realtime_factor']:.3g} | {r.get('speedup_vs_exact', 1):.2f} | "
-                             f"{r['mean_rank']:.1f} | {100 * r['ops_saved']:.0f}% | {r['max_error']:.2e} | {r['peaks_moved']} |")
-        if "steps" in d:
-            s = d["steps"]
-            lines += ["", "| step | time |", "|---|---|",
-                      f"| MFCC compression | {s['mfcc']['seconds_per_frame'] * 1000:.3f} ms/frame |"]
-            for k, v in s["dataset_sequence"].items():
-                if k.startswith("scenario"):
-                    lines.append(f"| dataset sequence (tiny, {s['dataset_sequence']['seconds_of_audio']:g} s), {k} | {v:.2f} s |")
-            for k, v in s["training"].items():
-                est = v.get("epoch_estimate_s", {})
-                est = ("; epoch estimate " + ", ".join(f"{p} {t / 60:.1f} min" for p, t in est.items())) if est else ""
-                lines.append(f"| training step {k} (batch {v['batch']}) | {v['seconds_per_step']:.3f} s{est} |")
-            di = s["distillation"]
-            lines.append(f"| distillation step, cached / live teacher | {di['cached']:.3f} s / {di['live']:.3f} s "
-                         f"({di['speedup']:.1f}x) |")
-        if "scaling" in d:
-            sc = d["scaling"]
-            lines += ["", f"Scale-out: {sc['files']} recordings of {sc['seconds_each']:g} s, one task each, one thread "
-                      f"per task, {sc['cores']} cores; serial in-process {sc['serial']['files_per_s']:.2f} files/s on one "
-                      f"thread, {sc.get('serial_all_cores', {}).get('files_per_s', float('nan')):.2f} on all cores.", "",
-                      "| workers | files/s | ideal on cores | efficiency | warm files/s | warm efficiency | "
-                      "cluster start-up s | first-task extra s | overhead ms/task |",
-                      "|---|---|---|---|---|---|---|---|---|"]
-            for x in sc["rows"]:
-                lines.append(f"| {x['workers']} | {x['files_per_s']:.2f} | {x['ideal_on_cores_files_per_s']:.2f} | "
-                             f"{x['efficiency_on_cores_files_per_s']:.0%} | {x['steady_files_per_s']:.2f} | "
-                             f"{x['efficiency_on_cores_steady_files_per_s']:.0%} | {x['startup_s']:.2f} | "
-                             f"{x['first_task_excess_s']:.2f} | {x['overhead_ms_per_task']:.2f} |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _sections(path: str, d: dict) -> list[str]:
+    lines: list[str] = []
+    name = os.path.splitext(os.path.basename(path))[0]
+    m = d["machine"]
+    lines += ["", f"## {name}", "", f"`{d.get('command', '')}` on {d.get('date', '?')}, device {d.get('device')}, "
+              f"{m.get('cpu_model', '?')}, {m.get('usable_cpus', '?')} cores"
+              + (f", GPU {m['gpu']['name']}" if isinstance(m.get("gpu"), dict) else "")]
+    if "peers" in d:
+        p = d["peers"]
+        lines += ["", "| tool | s/frame | real-time factor | acam faster by | note |", "|---|---|---|---|---|",
+                  f"| acam (compute step) | {p['acam_seconds_per_frame']:.4g} | "
+                  f"{1 / (12 * p['acam_seconds_per_frame']):.3g} | 1 | |"]
+        for tool, r in p.items():
+            if tool == "acam_seconds_per_frame":
+                continue
+            if r is None:
+                lines.append(f"| {tool} | - | - | - | not installed |")
+                continue
+            note = f"timed on {r['bins_timed']} bins, extrapolated linearly" if r["extrapolated"] else ""
+            lines.append(f"| {tool} | {r['median']:.4g} | {r['realtime_factor']:.3g} | {r['acam_speedup']:,.0f} | {note} |")
+    if "sweeps" in d:
+        lines += ["", "| sweep | values | seconds (median) | log-log slope | expected |", "|---|---|---|---|---|"]
+        for sname, r in d["sweeps"].items():
+            mem = ("; peak RSS " + ", ".join(f"{x['peak_rss_mib']:.0f}" for x in r["rows"]) + " MiB"
+                   if "peak_rss_mib" in r["rows"][0] else "")
+            lines.append(f"| {sname} | " + ", ".join(str(x["value"]) for x in r["rows"]) + " | "
+                         + ", ".join(f"{x['median']:.3g}" for x in r["rows"]) + mem
+                         + f" | {r['slope']:.2f} | {r['expected_slope']:.0f} |")
+    if "lowrank" in d:
+        lines += ["", "| steering | real-time factor | vs exact | mean rank | operations saved | max error (re peak, within 30 dB) | peaks moved |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in d["lowrank"]:
+            name = "exact" if r["tolerance"] == 0 else f"tolerance {r['tolerance']:g}"
+            lines.append(f"| {name} | {r['realtime_factor']:.3g} | {r.get('speedup_vs_exact', 1):.2f} | "
+                         f"{r['mean_rank']:.1f} | {100 * r['ops_saved']:.0f}% | {r['max_error']:.2e} | {r['peaks_moved']} |")
+    if "steps" in d:
+        s = d["steps"]
+        lines += ["", "| step | time |", "|---|---|",
+                  f"| MFCC compression | {s['mfcc']['seconds_per_frame'] * 1000:.3f} ms/frame |"]
+        for k, v in s["dataset_sequence"].items():
+            if k.startswith("scenario"):
+                lines.append(f"| dataset sequence (tiny, {s['dataset_sequence']['seconds_of_audio']:g} s), {k} | {v:.2f} s |")
+        for k, v in s["training"].items():
+            est = v.get("epoch_estimate_s", {})
+            est = ("; epoch estimate " + ", ".join(f"{p} {t / 60:.1f} min" for p, t in est.items())) if est else ""
+            lines.append(f"| training step {k} (batch {v['batch']}) | {v['seconds_per_step']:.3f} s{est} |")
+        di = s["distillation"]
+        lines.append(f"| distillation step, cached / live teacher | {di['cached']:.3f} s / {di['live']:.3f} s "
+                     f"({di['speedup']:.1f}x) |")
+    if "scaling" in d:
+        sc = d["scaling"]
+        lines += ["", f"Scale-out: {sc['files']} recordings of {sc['seconds_each']:g} s, one task each, one thread "
+                  f"per task, {sc['cores']} cores; serial in-process {sc['serial']['files_per_s']:.2f} files/s on one "
+                  f"thread, {sc.get('serial_all_cores', {}).get('files_per_s', float('nan')):.2f} on all cores.", "",
+                  "| workers | files/s | ideal on cores | efficiency | warm files/s | warm efficiency | "
+                  "cluster start-up s | first-task extra s | overhead ms/task |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for x in sc["rows"]:
+            lines.append(f"| {x['workers']} | {x['files_per_s']:.2f} | {x['ideal_on_cores_files_per_s']:.2f} | "
+                         f"{x['efficiency_on_cores_files_per_s']:.0%} | {x['steady_files_per_s']:.2f} | "
+                         f"{x['efficiency_on_cores_steady_files_per_s']:.0%} | {x['startup_s']:.2f} | "
+                         f"{x['first_task_excess_s']:.2f} | {x['overhead_ms_per_task']:.2f} |")
+    return lines
 
 
 def plot_scaling(docs: list[tuple[str, dict]], out_png: str) -> bool:
@@ -138,10 +160,19 @@ def plot_scaling(docs: list[tuple[str, dict]], out_png: str) -> bool:
     ax.set_title("scale-out")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
+    _save(fig, out_png, [p for p, _ in docs])
     return True
+
+
+def _save(fig, out_png: str, inputs) -> None:
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.tight_layout()
+        with atomic_output(out_png, protect=inputs) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def plot_sweeps(docs: list[tuple[str, dict]], out_png: str) -> bool:
@@ -168,25 +199,33 @@ def plot_sweeps(docs: list[tuple[str, dict]], out_png: str) -> bool:
         ax.set_ylabel("seconds per block")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
+    _save(fig, out_png, [p for p, _ in docs])
     return True
 
 
+@reads_inputs
 def report(paths: list[str], out_md: str | None = None) -> tuple[str, str | None]:
+    """Markdown (and plots beside ``out_md``) from benchmark files; no output replaces an input."""
     docs = [(p, load(p)) for p in paths]
     md = markdown(docs)
     png = None
     if out_md:
+        check_output(out_md, paths)          # before any plot is written
         png = os.path.splitext(out_md)[0] + "_sweeps.png"
-        if plot_sweeps(docs, png):
+        if _plot(plot_sweeps, docs, png):
             md += f"\n![sweeps]({os.path.basename(png)})\n"
         else:
             png = None
         scale_png = os.path.splitext(out_md)[0] + "_scaling.png"
-        if plot_scaling(docs, scale_png):
+        if _plot(plot_scaling, docs, scale_png):
             md += f"\n![scale-out]({os.path.basename(scale_png)})\n"
-        with open(out_md, "w", encoding="utf-8") as f:
-            f.write(md)
+        write_text(out_md, md, protect=paths)
     return md, png
+
+
+def _plot(fn, docs, png) -> bool:
+    try:
+        return fn(docs, png)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise FormatError(f"a benchmark file has an unexpected layout for {os.path.basename(png)} "
+                          f"({type(exc).__name__}: {exc})") from None

@@ -1,8 +1,8 @@
 """Scale-out: files per second for 1, 2, 4 ... local Dask workers, against the ideal line, and the
 overhead per task.
 
-    python -m acam.benchmarks.scaling [--workers 1,2,4] [--files 8] [--seconds 2] [--json OUT] [--smoke]
-    acam bench scale                      (the same; ``acam bench all`` includes it)
+    acam bench scale [--workers 1,2,4] [--files 16] [--seconds 2] [-o OUT.json] [--smoke]
+    (``acam bench all`` includes it; the command calls :func:`run_scaling`)
 
 Workload: ``--files`` synthetic noise recordings (128 microphones, the sensor's rate and frame rate)
 beamformed to 36 x 48 x 512 cubes by ``beamform run 'rec*.h5' -o DIR --workers N`` (one task per
@@ -20,10 +20,8 @@ Serial runs in this process (no Dask) on one thread and on all cores (the defaul
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -149,29 +147,33 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m acam.benchmarks.scaling", description=__doc__.split("\n\n")[0])
-    p.add_argument("--workers", default="1,2,4")
-    p.add_argument("--files", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=2.0)
-    p.add_argument("--json", default=None)
-    p.add_argument("--smoke", action="store_true")
-    a = p.parse_args(argv)
-    r = measure(tuple(int(w) for w in a.workers.split(",")), a.files, a.seconds, smoke=a.smoke)
+def run_scaling(*, workers=(1, 2, 4), files: int = 16, seconds: float = 2.0, output: str | None = None,
+                smoke: bool = False, command: str = "acam bench scale") -> dict:
+    """Measure, print the table, and write the JSON document to ``output`` (when given)."""
+    import datetime
+
+    from acam.core.errors import AcamError
+
+    from .machine import machine_info
+
+    if not workers or any(int(w) < 1 for w in workers):
+        raise AcamError(f"workers={workers} must be positive worker counts")
+    from acam.core.checks import number
+    from acam.core.safeio import check_output
+
+    number("files", files, lo=1, integer=True)
+    number("seconds", seconds, lo=0, lo_open=True)
+    if output:
+        check_output(output)
+    r = measure(tuple(int(w) for w in workers), files, seconds, smoke=smoke)
     print("Scale-out (local Dask workers)\n" + table(r))
-    if a.json:
-        import datetime
+    doc = {"schema": 1, "command": command,
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "device": "cpu", "machine": machine_info("cpu"), "figures": {}, "scaling": r}
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        from acam.core.safeio import write_text
 
-        from .bench_beamform import machine_info
-
-        doc = {"schema": 1, "command": "python -m acam.benchmarks.scaling " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "device": "cpu", "machine": machine_info("cpu"), "figures": {}, "scaling": r}
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"wrote {a.json}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        write_text(output, json.dumps(doc, indent=2, default=str) + "\n")
+        print(f"wrote {output}")
+    return doc

@@ -12,7 +12,7 @@ from acam.beamform.sensor import SAMPLE_FREQ
 def mfcc_per_frame(repeats: int = 3, frames: int = 64, smoke: bool = False) -> dict:
     from acam.dataset.mfcc import mfcc
 
-    from .bench_beamform import timed
+    from .measure import timed
 
     shape = (4 if smoke else frames, 36, 48, 512)
     cube = np.random.default_rng(0).random(shape, np.float32)

@@ -36,7 +36,7 @@ def _geometry(n: int) -> ArrayGeometry:
 
 def sweep(name: str, values=None, repeats: int = 3, smoke: bool = False, device: str = "cpu") -> dict:
     """Times of the compute step for each value of one size, and the fitted log-log slope."""
-    from .bench_beamform import timed
+    from .measure import timed
 
     values = values or (SMOKE if smoke else SWEEPS)[name]
     base = {"mics": 16 if smoke else 128, "grid": (6, 8) if smoke else (36, 48),
@@ -73,7 +73,7 @@ def sweep_length(seconds=None, smoke: bool = False, device: str = "cpu") -> dict
 
     from acam.beamform import write_raw
 
-    from .bench_beamform import run_watched
+    from .measure import run_watched
 
     seconds = seconds or (SMOKE_LENGTHS if smoke else LENGTHS)
     n_mics = 16 if smoke else 128

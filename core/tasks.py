@@ -115,10 +115,25 @@ def local_threads(workers: int | None, scheduler: str | None) -> int | None:
     return None if n is None else max(1, cpu_threads() // n)
 
 
+CLUSTER_EXTRA_MESSAGE = ("running tasks on Dask (--scheduler/--workers) needs the 'cluster' extra: "
+                         "pip install 'acam[cluster]' (in a checkout: pip install -e '.[cluster]')")
+
+
+def require_dask() -> None:
+    """Raise one clear line naming the ``cluster`` extra when Dask's distributed scheduler is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise AcamError(CLUSTER_EXTRA_MESSAGE) from None
+
+
 def local_workers(workers: int | None, scheduler: str | None) -> int | None:
-    """Worker processes of the local cluster these options ask for (None = serial or remote)."""
+    """Worker processes of the local cluster these options ask for (None = serial or remote); checks
+    the options, and that Dask is installed when they ask for it."""
     if workers is not None and workers < 1:
         raise AcamError(f"--workers {workers} must be at least 1")
+    if fans_out(scheduler, workers):
+        require_dask()
     if scheduler == "local":
         return workers or cpu_threads()
     if scheduler is None:
@@ -181,10 +196,9 @@ def _run_serial(tasks, retries, progress, desc) -> Report:
 
 # ------------------------------------------------------------------------------------------------- dask
 def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Report:
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:  # pragma: no cover - a core dependency
-        raise AcamError("--scheduler/--workers need dask.distributed: pip install 'dask[distributed]'") from None
+    require_dask()
+    from distributed import Client, LocalCluster, as_completed
+
     cluster = None
     if scheduler == "local-cuda":
         try:

@@ -26,14 +26,15 @@ import gzip
 import os
 import re
 import struct
+import zlib
 from collections import defaultdict
 
-import h5py
 import numpy as np
 
 from acam.core.errors import AcamError, FormatError
+from acam.core.resources import check_allocation
+from acam.core.safeio import atomic_output, h5_output, input_file, reads_inputs, register_input, reserve
 from acam.beamform.geometry import ArrayGeometry, default_array
-from acam.beamform.io import atomic_output
 from acam.beamform.sensor import BAD_MICS, FRAME_RATE, SAMPLE_FREQ
 
 DC_MICS, DC_SAMPLES = 128, 1024
@@ -54,11 +55,20 @@ def _open_maybe_gzip(path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
+MAX_RECORD = 1 << 30      # bytes; the authors' records (one second) are a few MB
+
+
 def iter_records(path):
-    """Yield the payload of every record of a TFRecord file (GZIP or plain), checking both CRCs."""
+    """Yield the payload of every record of a TFRecord file (GZIP or plain), checking both CRCs.
+
+    A record's length is checked before its data is read: against what a plain file still holds,
+    against :data:`MAX_RECORD` and against the memory available."""
+    path = input_file(path, "TFRecord file")
+    size = os.path.getsize(path)
     i = 0
     try:
         with _open_maybe_gzip(path) as f:
+            compressed = isinstance(f, gzip.GzipFile)
             while True:
                 head = f.read(12)
                 if not head:
@@ -68,6 +78,12 @@ def iter_records(path):
                 length, len_crc = struct.unpack("<QI", head)
                 if _masked_crc(head[:8]) != len_crc:
                     raise FormatError(f"{path}: record {i}: corrupt length (CRC mismatch)")
+                left = None if compressed else size - f.tell() - 4
+                if (left is not None and length > left) or length > MAX_RECORD:
+                    raise FormatError(f"{path}: record {i}: length {length} bytes is more than the file "
+                                      + (f"holds ({max(left, 0)} bytes left)" if left is not None and length > left
+                                         else f"format allows ({MAX_RECORD} bytes per record)"))
+                check_allocation(length, f"{path}: record {i} ({length} bytes)")
                 data = f.read(length)
                 tail = f.read(4)
                 if len(data) < length or len(tail) < 4:
@@ -76,14 +92,13 @@ def iter_records(path):
                     raise FormatError(f"{path}: record {i}: corrupt data (CRC mismatch)")
                 yield data
                 i += 1
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise FormatError(f"{path}: record {i}: cannot read ({exc})") from None
 
 
 def write_records(path, payloads, compress: bool = True) -> None:
-    """Write payloads as a TFRecord file (GZIP by default)."""
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as f:
+    """Write payloads as a TFRecord file (GZIP by default), atomically."""
+    with atomic_output(path) as tmp, (gzip.open if compress else open)(tmp, "wb") as f:
         for data in payloads:
             head = struct.pack("<Q", len(data))
             f.write(head + struct.pack("<I", _masked_crc(head)) + data + struct.pack("<I", _masked_crc(data)))
@@ -95,10 +110,14 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     while True:
         if pos >= len(buf):
             raise ValueError("truncated varint")
+        if shift >= 64:
+            raise ValueError(f"varint at byte {pos} is longer than 10 bytes (overflows 64 bits)")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
+            if result >> 64:
+                raise ValueError(f"varint ending at byte {pos} overflows 64 bits")
             return result, pos
         shift += 7
 
@@ -116,10 +135,11 @@ def _fields(buf: bytes):
             if pos + n > len(buf):
                 raise ValueError("truncated field")
             val, pos = buf[pos:pos + n], pos + n
-        elif wt == 5:
-            val, pos = buf[pos:pos + 4], pos + 4
-        elif wt == 1:
-            val, pos = buf[pos:pos + 8], pos + 8
+        elif wt in (5, 1):
+            n = 4 if wt == 5 else 8
+            if pos + n > len(buf):
+                raise ValueError("truncated fixed-size field")
+            val, pos = buf[pos:pos + n], pos + n
         else:
             raise ValueError(f"unsupported wire type {wt}")
         yield num, wt, val
@@ -134,6 +154,8 @@ def _feature(buf: bytes):
             vals = []
             for n, wt, v in _fields(val):
                 if n == 1:
+                    if wt in (2, 5) and len(v) % 4:
+                        raise ValueError(f"float feature of {len(v)} bytes, not a multiple of 4")
                     vals.append(np.frombuffer(v, "<f4") if wt in (2, 5) else np.array([], "<f4"))
             return "float", np.concatenate(vals) if vals else np.array([], "<f4")
         if num == 3:
@@ -223,41 +245,78 @@ def _natural(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def _ctx_int(ctx, key, path, i):
+def _ctx_int(ctx, key, path, i, lo: int, hi: int):
     if key not in ctx or ctx[key][0] != "int64" or len(ctx[key][1]) != 1:
         raise FormatError(f"{path}: record {i}: context feature {key!r} missing or not one int64")
-    return int(ctx[key][1][0])
+    v = int(ctx[key][1][0])
+    if not lo <= v <= hi:
+        raise FormatError(f"{path}: record {i}: {key}={v} is outside {lo}..{hi}")
+    return v
+
+
+MAX_DIM = 1 << 16
 
 
 def _decode_record(buf: bytes, path: str, i: int) -> dict:
+    from .sounds import ACTIONS
+
     try:
         ctx, lists = parse_sequence_example(buf)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"{path}: record {i}: not a SequenceExample ({exc})") from None
-    g = lambda k: _ctx_int(ctx, k, path, i)  # noqa: E731
+    g = lambda k: _ctx_int(ctx, k, path, i, 1, MAX_DIM)  # noqa: E731 - a dimension
     shapes = {"audio/image": ((g("audio_image/height"), g("audio_image/width"), g("audio_image/depth")), "<f4"),
               "audio/data": ((g("audio_data/mics"), g("audio_data/samples")), "<i4"),
               "video/image": ((g("video/height"), g("video/width"), g("video/depth")), "u1")}
-    out = {"action": g("action"), "location": g("location"), "subject": g("subject")}
+    if shapes["video/image"][0][2] != 3:
+        raise FormatError(f"{path}: record {i}: video/depth={shapes['video/image'][0][2]}; expected 3 (BGR)")
+    out = {"action": _ctx_int(ctx, "action", path, i, 0, len(ACTIONS) - 1),
+           "location": _ctx_int(ctx, "location", path, i, 0, 2),
+           "subject": _ctx_int(ctx, "subject", path, i, 0, 999)}
     for name, (shape, dtype) in shapes.items():
         if name not in lists:
             raise FormatError(f"{path}: record {i}: sequence feature {name!r} missing")
+        if not lists[name]:
+            raise FormatError(f"{path}: record {i}: sequence feature {name!r} holds no frames")
         frames = []
         for j, (kind, vals) in enumerate(lists[name]):
             if kind != "bytes" or len(vals) != 1:
                 raise FormatError(f"{path}: record {i}: {name}[{j}] is not one bytes value")
-            arr = np.frombuffer(vals[0], dtype)
-            if arr.size != int(np.prod(shape)):
-                raise FormatError(f"{path}: record {i}: {name}[{j}] holds {arr.size} values, "
-                                  f"expected {shape}")
-            frames.append(arr.reshape(shape))
-        out[name] = np.stack(frames) if frames else np.zeros((0,) + shape, dtype)
+            want = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            if len(vals[0]) != want:
+                raise FormatError(f"{path}: record {i}: {name}[{j}] holds {len(vals[0])} bytes, "
+                                  f"expected {want} for {shape} {np.dtype(dtype).name}")
+            frames.append(np.frombuffer(vals[0], dtype).reshape(shape))
+        out[name] = np.stack(frames)
     n = {len(out[k]) for k in shapes}
     if len(n) != 1:
         raise FormatError(f"{path}: record {i}: feature lists have different lengths {sorted(n)}")
     return out
 
 
+def _claim_folder(out_dir: str, src_dir: str) -> None:
+    """Refuse an output folder holding another dataset (as ``dataset build`` does); claim it by a
+    manifest naming the source, so an interrupted import can be run again into it."""
+    from .store import MANIFEST, read_manifest, write_manifest
+
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise AcamError(f"output {out_dir!r} is a file; give a folder")
+    if os.path.exists(os.path.join(out_dir, MANIFEST)):
+        old = read_manifest(out_dir)
+        if old.get("imported_from") != os.path.abspath(src_dir):
+            raise AcamError(f"{out_dir!r} holds another dataset ({old.get('imported_from') or 'preset ' + str((old.get('preset') or {}).get('name'))}); "
+                            "choose another folder")
+    elif os.path.isdir(os.path.join(out_dir, "sequences")) and os.listdir(os.path.join(out_dir, "sequences")):
+        raise AcamError(f"{out_dir!r} already holds sequence files but no manifest; choose another folder")
+    os.makedirs(os.path.join(out_dir, "sequences"), exist_ok=True)
+    write_manifest(out_dir, {"kind": "acam-dataset", "imported_from": os.path.abspath(src_dir), "seed": None,
+                             "preset": None, "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "sequences": []})
+
+
+_FEATURES = ("audio/image", "audio/data", "video/image")
+
+
+@reads_inputs
 def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
     """Import a folder tree of the authors' TFRecord files into a dataset folder (see module docs)."""
     from .store import assign_splits, sequence_name, split_record, write_manifest
@@ -275,9 +334,13 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
     groups: dict = defaultdict(list)
     for path in files:
         for i, buf in enumerate(iter_records(path)):
+            check_allocation(2 * len(buf), f"{path}: record {i}")
             rec = _decode_record(buf, path, i)
-            groups[(os.path.dirname(path), rec["action"], rec["location"], rec["subject"])].append(rec)
-    os.makedirs(os.path.join(out_dir, "sequences"), exist_ok=True)
+            key = (os.path.dirname(path), rec["action"], rec["location"], rec["subject"])
+            if groups[key] and any(groups[key][0][k].shape[1:] != rec[k].shape[1:] for k in _FEATURES):
+                raise FormatError(f"{path}: record {i}: frame shapes differ from the earlier records of its sequence")
+            groups[key].append(rec)
+    _claim_folder(out_dir, src_dir)
     seqs = []
     reps: dict = defaultdict(int)
     for (folder, action, location, subject), recs in groups.items():
@@ -289,7 +352,8 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
         video = np.concatenate([r["video/image"][..., ::-1] for r in recs])
         frame_len = recs[0]["audio/data"].shape[-1]
         path = os.path.join(out_dir, "sequences", name + ".h5")
-        with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_output(path) as tmp, h5_output(tmp) as f:
+            reserve(f, mfcc.nbytes + mono.nbytes + video.nbytes + (1 << 20), path)
             f.create_dataset("mfcc", data=mfcc)
             f.create_dataset("mono", data=mono)
             f.create_dataset("video", data=video, chunks=(1,) + video.shape[1:], compression="gzip",
@@ -313,6 +377,7 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
 
 
 # -------------------------------------------------------------------------------------- .dc import
+@reads_inputs
 def import_dc(src_dir, out_path, array: ArrayGeometry | None = None, bad_mics=DC_BAD_MICS) -> int:
     """Concatenate a folder of ``.dc`` frame files into a raw recording; returns the frame count."""
     src_dir = os.fspath(src_dir)
@@ -321,6 +386,10 @@ def import_dc(src_dir, out_path, array: ArrayGeometry | None = None, bad_mics=DC
     files = sorted((n for n in os.listdir(src_dir) if n.lower().endswith(".dc")), key=_natural)
     if not files:
         raise AcamError(f"no .dc files in {src_dir!r}")
+    for name in files:                      # every frame file is an input: none may be the output
+        input_file(os.path.join(src_dir, name), ".dc frame file")
+    if array is not None and array.source:
+        register_input(array.source)
     geometry = array or default_array()
     if geometry.n_mics != DC_MICS:
         raise AcamError(f"{DC_MICS} channels do not fit {geometry.n_mics} microphones of the array file")
@@ -330,7 +399,8 @@ def import_dc(src_dir, out_path, array: ArrayGeometry | None = None, bad_mics=DC
         if not 0 <= int(m) < DC_MICS:
             raise AcamError(f"bad microphone {m} is outside 0..{DC_MICS - 1}")
         mask[int(m)] = True
-    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_output(out_path) as tmp, h5_output(tmp) as f:
+        reserve(f, len(files) * DC_SAMPLES * DC_MICS * 4 + (1 << 20), out_path)
         td = f.create_dataset("time_data", (len(files) * DC_SAMPLES, DC_MICS), np.int32)
         for i, name in enumerate(files):
             path = os.path.join(src_dir, name)

@@ -84,7 +84,7 @@ def lab_power_factor(nfft: int, window_sq_sum: float, n_bins: int) -> np.ndarray
     return nfft * window_sq_sum / c
 
 
-def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None):
+def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None, nonfinite: float | None = 0.0):
     """MFCCs of power spectra along the last axis.
 
     Parameters
@@ -94,22 +94,46 @@ def mfcc(power, bin_hz: float = LAB_RATE / 1024, factor=None):
     bin_hz : float
         Frequency step the filterbank assumes (12.5 Hz as coded in the lab; the real one is 12).
     factor : array [shape=(n_bins,)] or None
-        Multiplied into the spectra first (see :func:`lab_power_factor`).
+        Multiplied into the spectra first (see :func:`lab_power_factor`); folded into the
+        filterbank (in double precision), which saves a pass over the spectra.
+    nonfinite : float or None
+        What NaN or infinite coefficients (from NaN or infinite power) become: 0 in the lab's recipe;
+        None keeps them, so a caller can refuse such input by looking at the 12 coefficients
+        instead of the 512 bins.
 
     Returns
     -------
     array [shape=(..., 12), float32]
+
+    The spectra are taken as one 2-D matrix (rows x bins), so each product is a single GEMM on
+    either backend; on the GPU the filterbank and DCT stay on the device between calls.
     """
     xp = backend.get_xp(power)
-    n_bins = power.shape[-1]
-    fb = xp.asarray(mel_filterbank(n_bins, float(bin_hz)), xp.float32)
-    dct = xp.asarray(dct_matrix(), xp.float32)
-    p = xp.asarray(power, xp.float32)
-    if factor is not None:
-        p = p * xp.asarray(factor, xp.float32)
-    energies = xp.maximum(p @ fb, FLOOR)
+    shape, n_bins = power.shape, power.shape[-1]
+    fb, dct = _constants(xp, n_bins, float(bin_hz), factor)
+    p = xp.asarray(power, xp.float32).reshape(-1, n_bins)
+    energies = xp.maximum(p @ fb, xp.float32(FLOOR))
     out = xp.log(energies) @ dct
-    return xp.where(xp.isfinite(out), out, xp.float32(0))
+    if nonfinite is not None:
+        out = xp.where(xp.isfinite(out), out, xp.float32(nonfinite))
+    return out.reshape(*shape[:-1], out.shape[-1])
+
+
+def _constants(xp, n_bins: int, bin_hz: float, factor):
+    """Filterbank (times ``factor``) and DCT as float32 arrays of ``xp``, cached per device."""
+    f = None if factor is None else np.asarray(backend.to_host(factor), float)
+    if f is not None and f.shape != (n_bins,):
+        raise AcamError(f"factor has shape {f.shape}; expected ({n_bins},) to match the spectra")
+    device = "cpu" if xp is np else xp.cuda.Device().id
+    return _constants_cached(device, n_bins, bin_hz, None if f is None else f.tobytes(), xp)
+
+
+@functools.lru_cache(maxsize=16)
+def _constants_cached(device, n_bins: int, bin_hz: float, factor_bytes, xp):
+    fb = mel_filterbank(n_bins, bin_hz)
+    if factor_bytes is not None:
+        fb = np.frombuffer(factor_bytes)[:, None] * fb
+    return xp.asarray(fb, xp.float32), xp.asarray(dct_matrix(), xp.float32)
 
 
 def cube_mfcc_settings(attrs: dict, units: str = "lab", assumed_rate: float | None = LAB_RATE):

@@ -51,7 +51,8 @@ import h5py
 import numpy as np
 
 from acam.core.errors import AcamError, FormatError
-from acam.beamform.io import atomic_output
+from acam.core.h5read import attr_number, check_storage, dataset
+from acam.core.safeio import open_h5, read_bytes, write_text
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
@@ -147,23 +148,80 @@ def block_splits(seqs: list[dict], seed: int = SPLIT_SEED, frame_rate: float = 1
 
 def write_manifest(folder: str, manifest: dict) -> None:
     path = os.path.join(folder, MANIFEST)
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1)
+    write_text(path, json.dumps(manifest, indent=1))
+
+
+MAX_MANIFEST = 64 << 20          # bytes
+# field -> (type, lowest, highest) of a manifest's sequence entry
+SEQ_FIELDS = {"name": (str, None, None), "file": (str, None, None), "action": (int, 0, 13),
+              "scenario": (int, 1, 3), "subject": (int, 0, 999), "split": (str, None, None),
+              "n_frames": (int, 1, 10 ** 8)}
 
 
 def read_manifest(folder: str) -> dict:
-    path = os.path.join(os.fspath(folder), MANIFEST)
-    if not os.path.isfile(path):
+    """The manifest of a dataset folder, checked: a ``sequences`` list whose entries carry every
+    field with the right type and range, and files that stay inside the folder."""
+    folder = os.fspath(folder)
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.lexists(path):
         raise AcamError(f"{folder!r} is not a dataset folder (no {MANIFEST})")
     try:
-        with open(path, encoding="utf-8") as f:
-            m = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{path}: not a valid manifest ({exc})") from None
-    if "sequences" not in m:
+        text = read_bytes(path, "manifest", MAX_MANIFEST, register=False).decode("utf-8")   # updated in place
+        m = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise FormatError(f"{path}: not a valid manifest ({str(exc).splitlines()[0]})") from None
+    if not isinstance(m, dict):
+        raise FormatError(f"{path}: not a manifest (a JSON object is expected, found {type(m).__name__})")
+    if not isinstance(m.get("sequences"), list):
         raise FormatError(f"{path}: no 'sequences' list")
+    for key in ("frame_rate", "sample_freq"):
+        if key in m and not (isinstance(m[key], (int, float)) and not isinstance(m[key], bool)
+                             and 0 < m[key] < float("inf")):
+            raise FormatError(f"{path}: {key}={m[key]!r} is not a positive number")
+    names = set()
+    for i, seq in enumerate(m["sequences"]):
+        _check_entry(seq, i, path, folder)
+        if seq["name"] in names:
+            raise FormatError(f"{path}: sequence {seq['name']!r} is listed twice")
+        names.add(seq["name"])
     return m
+
+
+def _check_entry(seq, i: int, path: str, folder: str) -> None:
+    if not isinstance(seq, dict):
+        raise FormatError(f"{path}: sequences[{i}] is not an object")
+    for key, (kind, lo, hi) in SEQ_FIELDS.items():
+        v = seq.get(key)
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise FormatError(f"{path}: sequences[{i}] field {key!r}={v!r} is missing or not {kind.__name__}")
+        if lo is not None and not lo <= v <= hi:
+            raise FormatError(f"{path}: sequences[{i}] {key}={v} is outside {lo}..{hi}")
+    if seq["split"] not in SPLITS:
+        raise FormatError(f"{path}: sequences[{i}] split={seq['split']!r} is not one of {', '.join(SPLITS)}")
+    root = os.path.realpath(folder)
+    target = os.path.realpath(os.path.join(folder, seq["file"]))
+    if os.path.isabs(seq["file"]) or os.path.commonpath([root, target]) != root:
+        raise FormatError(f"{path}: sequences[{i}] file {seq['file']!r} lies outside the dataset folder; refused")
+
+
+def sequence_problem(path: str, seq: dict) -> str | None:
+    """Why the sequence file at ``path`` is not a complete file of ``seq`` (None if it is): missing,
+    unreadable (truncated), or without the frames the manifest lists.  One file opened, no data read."""
+    if not os.path.isfile(path):
+        return "missing"
+    try:
+        with h5py.File(path, "r") as f:
+            for name in ("mfcc", "video", "mono"):
+                if name not in f:
+                    return f"no {name!r} dataset"
+                check_storage(f[name], name, path)
+            if f["mfcc"].shape[0] != seq["n_frames"] or f["video"].shape[0] != seq["n_frames"]:
+                return f"{f['mfcc'].shape[0]} frames, the manifest lists {seq['n_frames']}"
+            if attr_number(f, "action", path) != seq["action"]:
+                return "another action than the manifest's"
+    except (OSError, FormatError, KeyError, ValueError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
 
 
 @dataclass(frozen=True)
@@ -230,8 +288,11 @@ class Dataset:
     def path(self, seq: dict) -> str:
         return os.path.join(self.folder, seq["file"])
 
-    def available(self) -> list[dict]:
-        """Sequences whose file exists (a build may be partial)."""
+    def available(self, verify: bool = False) -> list[dict]:
+        """Sequences whose file exists (a build may be partial); with ``verify``, whose file is
+        also complete (:func:`sequence_problem`)."""
+        if verify:
+            return [s for s in self.sequences if sequence_problem(self.path(s), s) is None]
         return [s for s in self.sequences if os.path.isfile(self.path(s))]
 
     def select(self, split: str | None = None, scenarios=None) -> list[dict]:
@@ -301,7 +362,7 @@ class Dataset:
 
     def info(self) -> dict:
         """Counts per action, scenario, subject and split, and sizes on disk."""
-        avail = self.available()
+        avail = self.available(verify=True)
         count = lambda key: {str(k): sum(1 for s in avail if s[key] == k)  # noqa: E731
                              for k in sorted({s[key] for s in self.sequences})}
         size = sum(os.path.getsize(self.path(s)) for s in avail)
@@ -339,28 +400,38 @@ def read_crop(crop: Crop, fields=("mfcc", "label")) -> dict:
     if bad:
         raise AcamError(f"unknown crop fields {bad}; choose from {', '.join(FIELDS)}")
     out = {}
-    with h5py.File(crop.file, "r") as f:
-        n_total = f["mfcc"].shape[0] if "mfcc" in f else f["video"].shape[0]
-        idx = (crop.start + np.arange(crop.n_frames)) % n_total
-        contiguous = idx[-1] >= idx[0] and len(idx) == idx[-1] - idx[0] + 1
-        for name in fields:
-            if name == "label":
-                out[name] = int(f.attrs["action"])
-                continue
-            if name not in f:
-                why = MISSING.get(name, "build with it, or ask for another field")
-                raise FormatError(f"{crop.file}: no {name!r} dataset ({why})")
-            d = f[name]
-            if name in ("mono", "beam"):
-                L = int(f.attrs["frame_len"])
-                sidx = (idx[:, None] * L + np.arange(L)[None, :]).reshape(-1)
-                if contiguous:
-                    out[name] = d[idx[0] * L:(idx[-1] + 1) * L]
-                else:
-                    out[name] = d[()][sidx]
-            elif contiguous:
-                out[name] = d[idx[0]:idx[-1] + 1]
+    with open_h5(crop.file, "sequence file") as f:
+        try:
+            return _read_crop(f, crop, fields, out)
+        except (KeyError, ValueError, TypeError, OSError) as exc:
+            raise FormatError(f"{crop.file}: cannot read crop ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+
+
+def _read_crop(f, crop: Crop, fields, out: dict) -> dict:
+    first = "mfcc" if "mfcc" in f else "video"
+    n_total = dataset(f, first, crop.file).shape[0]
+    if n_total < 1:
+        raise FormatError(f"{crop.file}: '{first}' holds no frames")
+    idx = (crop.start + np.arange(crop.n_frames)) % n_total
+    contiguous = idx[-1] >= idx[0] and len(idx) == idx[-1] - idx[0] + 1
+    for name in fields:
+        if name == "label":
+            out[name] = int(attr_number(f, "action", crop.file))
+            continue
+        if name not in f:
+            why = MISSING.get(name, "build with it, or ask for another field")
+            raise FormatError(f"{crop.file}: no {name!r} dataset ({why})")
+        d = dataset(f, name, crop.file)
+        if name in ("mono", "beam"):
+            L = int(attr_number(f, "frame_len", crop.file, positive=True))
+            sidx = (idx[:, None] * L + np.arange(L)[None, :]).reshape(-1)
+            if contiguous:
+                out[name] = d[idx[0] * L:(idx[-1] + 1) * L]
             else:
-                data = d[()] if d.shape[0] * np.prod(d.shape[1:]) < 5e7 else None
-                out[name] = data[idx] if data is not None else np.stack([d[i] for i in idx])
+                out[name] = d[()][sidx]
+        elif contiguous:
+            out[name] = d[idx[0]:idx[-1] + 1]
+        else:
+            data = d[()] if d.shape[0] * np.prod(d.shape[1:]) < 5e7 else None
+            out[name] = data[idx] if data is not None else np.stack([d[i] for i in idx])
     return out

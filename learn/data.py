@@ -197,6 +197,8 @@ def _minmax(ds: CropDataset) -> dict:
         x = x.reshape(-1, x.shape[-1])
         lo = x.amin(0) if lo is None else torch.minimum(lo, x.amin(0))
         hi = x.amax(0) if hi is None else torch.maximum(hi, x.amax(0))
+    if lo is None:
+        raise AcamError("no training windows to take input statistics from")
     return {"min": lo.float().tolist(), "max": hi.float().tolist()}
 
 
@@ -206,6 +208,8 @@ def _standard(ds: CropDataset) -> dict:
     for x in _items(ds):
         x = x.reshape(-1, x.shape[-1])
         s1, s2, n = s1 + x.sum(0), s2 + (x ** 2).sum(0), n + len(x)
+    if n == 0:
+        raise AcamError("no training windows to take input statistics from")
     mean = s1 / n
     std = (s2 / n - mean ** 2).clamp_min(1e-12).sqrt()
     return {"mean": mean.float().tolist(), "std": std.float().tolist()}

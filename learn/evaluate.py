@@ -21,16 +21,20 @@ per sequence (for intervals over sequences, :mod:`.stats`), and sequence-level v
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 
 import numpy as np
 import torch
 
+from acam.core.safeio import atomic_output, write_text
+from acam.core.safeio import atomic_output, write_text
 from acam.dataset.sounds import ACTIONS
 from acam.dataset.store import Dataset
 
 from . import names
+from .checkpoint import check_fits_data
 from .data import CropDataset, collate
 from .models import BLOCK, STUDENTS
 from .stats import bootstrap_interval, sequence_votes, wilson_interval
@@ -129,6 +133,8 @@ def evaluate_run(run_dir: str, test_on=(1, 2, 3), data: str | None = None, devic
     model, ckpt = load_run(run_dir, dev)
     tc = ckpt["train_config"]
     ds = Dataset(data or tc["data"], tc.get("split", "stratified"))
+    if run_modality(ckpt) in ("mfcc", "av"):
+        check_fits_data(model, ckpt["model_config"], ds, data or tc["data"])
     student = tc["model"] in STUDENTS
     sec = WINDOW_SECONDS if student else 1.0
     n = int(round(sec * ds.frame_rate))
@@ -159,20 +165,20 @@ def _write_outputs(results: dict, ckpt: dict, out_dir: str) -> None:
     tc = ckpt["train_config"]
     sup = ckpt.get("supervision", "-")
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "eval.json"), "w") as f:
-        json.dump({"model": tc["model"], "supervision": sup, "inputs": tc.get("inputs"),
-                   "train_on": tc["train_on"], "cells": results}, f)
-    with open(os.path.join(out_dir, "accuracy.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "supervision", "train_on", "test", "test_set", "granularity", "accuracy",
-                    "ci95_lo", "ci95_hi", "windows", "sequences", "votes_right", "votes_n"])
-        for cell, grans in results.items():
-            for g, r in grans.items():
-                w.writerow([tc["model"], sup, "+".join(map(str, tc["train_on"])), cell, r["split"], g,
-                            f"{r['accuracy']:.4f}", f"{r['interval'][0]:.4f}", f"{r['interval'][1]:.4f}",
-                            r["windows"], r["sequences"], *r["votes"]])
-    with open(os.path.join(out_dir, "accuracy.md"), "w") as f:
-        f.write(run_table(results, tc, sup))
+    write_text(os.path.join(out_dir, "eval.json"), json.dumps(
+        {"model": tc["model"], "supervision": sup, "inputs": tc.get("inputs"), "train_on": tc["train_on"],
+         "cells": results}))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["model", "supervision", "train_on", "test", "test_set", "granularity", "accuracy",
+                "ci95_lo", "ci95_hi", "windows", "sequences", "votes_right", "votes_n"])
+    for cell, grans in results.items():
+        for g, r in grans.items():
+            w.writerow([tc["model"], sup, "+".join(map(str, tc["train_on"])), cell, r["split"], g,
+                        f"{r['accuracy']:.4f}", f"{r['interval'][0]:.4f}", f"{r['interval'][1]:.4f}",
+                        r["windows"], r["sequences"], *r["votes"]])
+    write_text(os.path.join(out_dir, "accuracy.csv"), buf.getvalue())
+    write_text(os.path.join(out_dir, "accuracy.md"), run_table(results, tc, sup))
     title = f"{names.model(tc['model'])}, {names.supervision_label(sup, tc.get('inputs'))}"
     for cell, grans in results.items():
         if MAIN in grans:
@@ -208,11 +214,12 @@ def _write_confusion(cm: np.ndarray, stem: str, title: str | None = None) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(stem + ".csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true \\ predicted"] + list(ACTIONS))
-        for name, row in zip(ACTIONS, cm):
-            w.writerow([name] + list(map(int, row)))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["true \\ predicted"] + list(ACTIONS))
+    for name, row in zip(ACTIONS, cm):
+        w.writerow([name] + list(map(int, row)))
+    write_text(stem + ".csv", buf.getvalue())
     fig, ax = plt.subplots(figsize=(8, 7.4), dpi=100)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -227,5 +234,8 @@ def _write_confusion(cm: np.ndarray, stem: str, title: str | None = None) -> Non
     ax.set_ylabel("true")
     ax.set_title(title or os.path.basename(stem), fontsize=8)
     fig.tight_layout()
-    fig.savefig(stem + ".png")
-    plt.close(fig)
+    try:
+        with atomic_output(stem + ".png") as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from acam.core.safeio import atomic_output
+
 from . import names
 
 
@@ -38,5 +40,8 @@ def learning_curve(history: list[dict], path: str, cfg, sup: str) -> None:
     fig.suptitle(f"{names.model(cfg.model)}, {label}, trained on {names.train_set(cfg.train_on)} "
                  f"(seed {cfg.seed}, lr {cfg.lr:g})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)

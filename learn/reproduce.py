@@ -24,11 +24,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from acam.core.checks import number
 from acam.core.errors import AcamError
+from acam.core.safeio import write_text
 from acam.core.tasks import Dep, Task, fans_out, local_threads, run_tasks
 from acam.dataset.store import Dataset, read_crop
 
 from . import names
+from .checks import check_models, check_train_config
 from .evaluate import GRANULARITIES, MAIN, evaluate_run
 from .models import STUDENTS, TEACHERS
 from .paper import PAPER
@@ -53,15 +56,15 @@ def per_model(text: str, what: str = "value") -> tuple[int | None, dict]:
         try:
             n = int(val)
         except ValueError:
-            raise AcamError(f"{what} {part!r} is not N or MODEL=N") from None
+            raise AcamError(f"{what}={part!r} is not N or MODEL=N") from None
         if n < 1:
-            raise AcamError(f"{what} {part!r} must be at least 1")
+            raise AcamError(f"{what}={n} must be at least 1" + (f" ({part!r})" if key else ""))
         if not key:
             default = n
             continue
         models = GROUPS.get(key, (key,))
         if any(m not in TEACHERS + STUDENTS for m in models):
-            raise AcamError(f"{what} {part!r}: {key!r} is not a model ({', '.join(TEACHERS + STUDENTS)}) or video")
+            raise AcamError(f"{what}={part!r}: {key!r} is not a model ({', '.join(TEACHERS + STUDENTS)}) or video")
         over.update({m: n for m in models})
     return default, over
 
@@ -103,6 +106,9 @@ class Protocol:
     options: dict = field(default_factory=dict)
 
     def check(self) -> None:
+        check_models(self.teachers, self.students)
+        for seed in self.seeds:
+            number("seed", seed, lo=0, integer=True)
         bad = ([t for t in self.train_sets if t not in TRAIN_SETS] + [t for t in self.teachers if t not in TEACHERS]
                + [s for s in self.students if s not in STUDENTS] + [c for c in self.controls if c not in CONTROLS]
                + [t for t in self.distill_from if t not in TEACHERS])
@@ -154,14 +160,17 @@ def reproduce(data: str, out_dir: str, proto: Protocol = Protocol(), progress: b
     proto.check()
     data, out_dir = os.path.abspath(os.fspath(data)), os.fspath(out_dir)
     _check_data(data, proto)
-    os.makedirs(out_dir, exist_ok=True)
     fanned = fans_out(scheduler, workers)
     threads = local_threads(workers, scheduler) if fanned else None
     plan = _Plan(data, out_dir, proto, progress and not fanned, threads)
     for seed in proto.seeds:
         for ts in proto.train_sets:
             plan.add_cell(seed, ts)
-    rep = run_tasks(plan.tasks, scheduler, workers, retries, progress and fanned, "runs", echo)
+    for t in plan.tasks:                   # every setting checked before anything starts
+        check_train_config(t.args[0])
+        t.args[0].check()
+    os.makedirs(out_dir, exist_ok=True)
+    rep = run_tasks(plan.tasks, scheduler, workers, retries, progress, "runs", echo)
     if echo is not None and fanned:
         echo(rep.summary(plan.tasks))
     results: dict = {}
@@ -170,11 +179,10 @@ def reproduce(data: str, out_dir: str, proto: Protocol = Protocol(), progress: b
         if name in plan.keys:
             results.setdefault(plan.keys[name], []).append(res["eval"])
             chosen[name] = res["settings"]
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump([{"model": k[0], "column": k[1], "train_set": k[2], "seeds": list(proto.seeds), "evaluations": v}
-                   for k, v in results.items()] + [{"settings": chosen}], f)
-    with open(os.path.join(out_dir, "tables.md"), "w") as f:
-        f.write(report(results, proto, Dataset(data, proto.split), chosen))
+    write_text(os.path.join(out_dir, "results.json"), json.dumps(
+        [{"model": k[0], "column": k[1], "train_set": k[2], "seeds": list(proto.seeds), "evaluations": v}
+         for k, v in results.items()] + [{"settings": chosen}]))
+    write_text(os.path.join(out_dir, "tables.md"), report(results, proto, Dataset(data, proto.split), chosen))
     rep.raise_failures("training run(s)", len(plan.tasks), "; the others are in tables.md")
     return results
 

@@ -2,8 +2,9 @@
 
 Adam, mini-batches, best checkpoint by validation accuracy, resume from the last checkpoint after
 an interruption (``epochs`` may be raised then), deterministic for a seed (crop positions fixed; the
-epoch number seeds the shuffle), CUDA when present, a progress bar, a CSV log of loss and accuracy
-per epoch and a learning-curve PNG.
+epoch number seeds the shuffle; on CUDA :func:`deterministic_cuda` selects deterministic
+cuDNN/cuBLAS algorithms, and an operation that has none warns instead of silently varying), CUDA
+when present, a progress bar, a CSV log of loss and accuracy per epoch and a learning-curve PNG.
 
 The authors' training details are the defaults (``TrainConfig``; see docs/RESULTS.md):
 
@@ -20,14 +21,15 @@ The authors' training details are the defaults (``TrainConfig``; see docs/RESULT
 A run folder holds ``config.json``, ``log.csv``, ``curve.png``, ``best.pt`` (the model with the best
 validation accuracy) and, while the run is unfinished (or with ``keep="all"``), ``last.pt``
 (everything needed to resume).  Checkpoints hold only plain values (tensors, numbers, strings,
-lists, dicts) and are read with ``torch.load(weights_only=True)``; they carry the model config, the
-training config and the input statistics, so :func:`load_run` rebuilds the model from the file alone.
+lists, dicts; :mod:`.checkpoint` writes and checks them) and are read with
+``torch.load(weights_only=True)``; they carry the model config, the training config and the input
+statistics, so :func:`load_run` rebuilds the model from the file alone.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import json
 import os
 import time
@@ -37,12 +39,20 @@ import numpy as np
 import torch
 
 from acam.core.errors import AcamError
+from acam.core.progress import progress_bar
+from acam.core.safeio import write_text
 from acam.dataset.store import Dataset
 
+from .checkpoint import (check_fits_data, check_run, load_checkpoint, load_run, load_weights, save_checkpoint,
+                         soft_labels)
+from .checks import check_train_config
 from .data import CropDataset, collate, input_stats
 from .losses import distillation_loss
 from .models import REGISTRY, STUDENTS, ModelConfig, block_logits, build_model, clip_logits
 from .names import TAGS
+
+#: Training reads its running loss and accuracy off the device for the progress line every this many batches.
+PROGRESS_EVERY = 10
 
 # the paper's crops: teachers 1 s x 30 per sequence, students 5 s x 6
 CROPS = {"teacher": (1.0, 30), "student": (5.0, 6)}
@@ -125,7 +135,40 @@ def pick_device(name: str) -> torch.device:
 
 
 def _to(x, device):
-    return tuple(t.to(device) for t in x) if isinstance(x, tuple) else x.to(device)
+    """To ``device``; from pinned batches the copy is asynchronous (no wait per step)."""
+    if isinstance(x, tuple):
+        return tuple(t.to(device, non_blocking=True) for t in x)
+    return x.to(device, non_blocking=True)
+
+
+def deterministic_cuda(device: torch.device) -> None:
+    """Make a CUDA run repeat for a seed: deterministic cuDNN algorithms (no benchmark autotuning),
+    a fixed cuBLAS workspace, and ``torch.use_deterministic_algorithms`` (an operation without a
+    deterministic CUDA kernel warns, naming itself).  Nothing changes on the CPU, which is
+    deterministic already."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # read when cuBLAS starts
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def process_group_timeout():
+    """How long a process waits for the others in a collective under ``torchrun``: the
+    ``ACAM_DIST_TIMEOUT`` environment variable in seconds, default 2 hours.  Rank 0 alone computes the
+    teacher's soft labels and validates and saves each epoch while the others wait in a barrier;
+    NCCL's own default (10 minutes) would abort such a job."""
+    import datetime
+
+    raw = os.environ.get("ACAM_DIST_TIMEOUT", "7200")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds < 1e9):
+        raise AcamError(f"ACAM_DIST_TIMEOUT={raw!r} must be a positive number of seconds")
+    return datetime.timedelta(seconds=seconds)
 
 
 def make_datasets(cfg: TrainConfig, modality: str):
@@ -159,13 +202,13 @@ def loss_and_hits(logits, y, soft, cfg: TrainConfig, per_frame: bool):
     if per_frame and logits.dim() == 3:
         t = logits.shape[1]
         flat, yy = logits.reshape(-1, logits.shape[-1]), y.repeat_interleave(t)
-        return torch.nn.functional.cross_entropy(flat, yy), int((flat.argmax(-1) == yy).sum()), len(yy)
+        return torch.nn.functional.cross_entropy(flat, yy), (flat.argmax(-1) == yy).sum(), len(yy)
     clip = clip_logits(logits)
     if soft is not None:
         loss = distillation_loss(clip, y, soft, cfg.lam, cfg.temperature)
     else:
         loss = torch.nn.functional.cross_entropy(clip, y)
-    return loss, int((clip.argmax(-1) == y).sum()), len(y)
+    return loss, (clip.argmax(-1) == y).sum(), len(y)
 
 
 @torch.no_grad()
@@ -200,51 +243,20 @@ def run_modality(ckpt: dict) -> str:
     return cfg.get("inputs") or REGISTRY[cfg["model"]].modality
 
 
-def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_size: int = 8) -> torch.Tensor:
+def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_size: int = 8,
+                        n_classes: int | None = None) -> torch.Tensor:
     """The teacher's logits for each student crop: the teacher runs on the crop one second at a time
     and its logits are averaged over all the crop's frames (the authors' ``reduce_mean`` over 12 x 5),
-    computed once and cached beside the teacher (keyed by the crops and the teacher's checkpoint)."""
-    best = os.path.join(teacher_dir, "best.pt")
-    st = os.stat(best) if os.path.isfile(best) else None
-    stamp = [st.st_size, st.st_mtime_ns] if st else None
-    key = hashlib.sha256(json.dumps([stamp] + [(c.sequence, c.start, c.n_frames) for c in crops]).encode()
-                         ).hexdigest()[:16]
-    cache = os.path.join(teacher_dir, f"soft_{key}.pt")
-    if os.path.isfile(cache):
-        return torch.load(cache, weights_only=True)
-    model, ckpt = load_run(teacher_dir, device)
-    ds = CropDataset(data, run_modality(ckpt), crops, cache=False)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
-    logits, _, _ = predict_blocks(model, loader, device)
-    t = torch.from_numpy(logits.reshape(len(logits), -1, logits.shape[-1]).mean(1))
-    _save(t, cache)
-    return t
+    computed once and cached beside the teacher, keyed by the crops and the teacher's checkpoint
+    (:func:`acam.learn.checkpoint.soft_labels`)."""
+    def compute():
+        model, ckpt = load_run(teacher_dir, device)
+        ds = CropDataset(data, run_modality(ckpt), crops, cache=False)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
+        logits, _, _ = predict_blocks(model, loader, device)
+        return torch.from_numpy(logits.reshape(len(logits), -1, logits.shape[-1]).mean(1))
 
-
-def _load(path: str) -> dict:
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one line
-        raise AcamError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]})") from None
-    if not isinstance(ck, dict) or not all(k in ck for k in ("model_config", "model", "train_config")):
-        raise AcamError(f"{path}: not an acam training checkpoint")
-    return ck
-
-
-def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
-    """Rebuild the model of a run folder from its checkpoint alone."""
-    path = os.path.join(run_dir, f"{which}.pt")
-    if not os.path.isfile(path):
-        raise AcamError(f"{run_dir!r} has no {which}.pt checkpoint (is it a training run folder?)")
-    ckpt = _load(path)
-    try:
-        model = build_model(ModelConfig(**ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
-    except (TypeError, RuntimeError) as exc:
-        raise AcamError(f"{path}: does not fit this version's {ckpt['model_config'].get('name')!r} model "
-                        f"(made by an older acam? train it again): {str(exc).splitlines()[0][:160]}") from None
-    model.to(device).eval()
-    return model, ckpt
+    return soft_labels(teacher_dir, crops, n_classes or ModelConfig("hearnet").n_classes, compute)
 
 
 def supervision(cfg: TrainConfig) -> str:
@@ -253,8 +265,10 @@ def supervision(cfg: TrainConfig) -> str:
         return "-"
     if not cfg.teacher:
         return "G"
-    with open(os.path.join(cfg.teacher, "config.json"), encoding="utf-8") as f:
-        return TAGS.get(json.load(f).get("model"), "?")
+    best = os.path.join(cfg.teacher, "best.pt")
+    if not os.path.lexists(best):
+        raise AcamError(f"teacher {cfg.teacher!r} has no best.pt checkpoint (is it a training run folder?)")
+    return TAGS.get(check_run(load_checkpoint(best), best)["train_config"]["model"], "?")
 
 
 def _comparable(cfg: dict) -> dict:
@@ -266,15 +280,19 @@ def _finished(out_dir: str, cfg: TrainConfig) -> dict | None:
     best, log = os.path.join(out_dir, "best.pt"), os.path.join(out_dir, "log.csv")
     if not (os.path.isfile(best) and os.path.isfile(log)):
         return None
-    ck = _load(best)
-    if _comparable(ck["train_config"]) != _comparable(asdict(cfg)):
+    ck = check_run(load_checkpoint(best), best)
+    if _comparable(ck["train_config"]) != _comparable(json.loads(json.dumps(asdict(cfg)))):
         raise AcamError(f"{out_dir!r} holds a run with other settings; choose another folder")
-    with open(log, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(log, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        best_val = max(float(r["val_acc"]) for r in rows)
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
+        raise AcamError(f"{log}: not a training log (finished run without last.pt); train in a new folder") from None
     if len(rows) < cfg.epochs:
         raise AcamError(f"{out_dir!r} finished after {len(rows)} epochs and kept only best.pt; training it "
                         f"to {cfg.epochs} epochs needs its last.pt (keep='all'): train it again in a new folder")
-    return {"best_val_acc": max(float(r["val_acc"]) for r in rows), "epochs": len(rows), "out_dir": out_dir}
+    return {"best_val_acc": best_val, "epochs": len(rows), "out_dir": out_dir}
 
 
 def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None = None,
@@ -286,11 +304,11 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
     finished, ``all`` keeps it (so ``epochs`` can be raised later)."""
     if keep not in KEEP:
         raise AcamError(f"keep={keep!r} must be one of {', '.join(KEEP)}")
+    check_train_config(cfg)
     cfg = replace(cfg, init=init or cfg.init).resolved()
     cfg.check()
     if threads is not None:
         torch.set_num_threads(threads)
-    os.makedirs(out_dir, exist_ok=True)
     last = os.path.join(out_dir, "last.pt")
     if resume and not os.path.isfile(last):
         done = _finished(out_dir, cfg)
@@ -313,6 +331,8 @@ def _setup(cfg: TrainConfig, device, resuming: bool):
         _load_init(model, cfg.init)
     modality = cfg.inputs or model.modality
     data, train, val = make_datasets(cfg, modality)
+    if modality in ("mfcc", "av"):
+        check_fits_data(model, cfg.model_config().as_dict(), data, cfg.data)
     stats = None if resuming else training_stats(model, data, cfg, modality)
     if stats:
         model.set_stats(stats)
@@ -331,24 +351,63 @@ def validate(model, loader, device, per_frame: bool) -> tuple[float, float]:
     return float(torch.nn.functional.cross_entropy(z, yy)), float((z.argmax(-1) == yy).float().mean())
 
 
-def train_epoch(net, loader, opt, soft, cfg: TrainConfig, per_frame: bool, device) -> tuple[float, int, int]:
-    """One pass over the training crops: summed loss, correct and counted (crops or frames)."""
-    total, correct, n = 0.0, 0, 0
+def train_epoch(net, loader, opt, soft, cfg: TrainConfig, per_frame: bool, device, bar=None,
+                show: bool = False, n_batches: int = 0) -> tuple[float, int, int]:
+    """One pass over the training crops: summed loss, correct and counted (crops or frames).  The
+    running sums stay on the device: the host reads them only for the progress line (every
+    ``PROGRESS_EVERY`` batches) and at the end of the epoch, not after every step."""
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    n, step = 0, 0
     for x, y, idx in loader:
-        x, y = _to(x, device), y.to(device)
-        loss, hits, count = loss_and_hits(net(x), y, None if soft is None else soft[idx.to(device)], cfg, per_frame)
+        x, y = _to(x, device), _to(y, device)
+        loss, hits, count = loss_and_hits(net(x), y, None if soft is None else soft[_to(idx, device)], cfg,
+                                          per_frame)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        total += float(loss.detach()) * count
+        total += loss.detach().double() * count
         correct += hits
         n += count
-    return total, correct, n
+        step += 1
+        if bar is not None:
+            if show and (step == 1 or step % PROGRESS_EVERY == 0 or step == n_batches):   # this epoch so far
+                bar.set_postfix(loss=f"{float(total) / n:.3f}", acc=f"{int(correct) / n:.3f}", refresh=False)
+            bar.update(1)
+    return float(total), int(correct), n
+
+
+def _resume_state(out_dir: str, cfg: TrainConfig, resume: bool) -> dict | None:
+    """``last.pt`` of an interrupted run of these settings (the epochs may have been raised), or None."""
+    last = os.path.join(out_dir, "last.pt")
+    if not (resume and os.path.isfile(last)):
+        return None
+    ck = check_run(load_checkpoint(last), last, resume=True)
+    if _comparable(ck["train_config"]) != _comparable(json.loads(json.dumps(asdict(cfg)))):
+        raise AcamError(f"{out_dir!r} holds a run with other settings; choose another folder")
+    return ck
+
+
+def _soft(cfg: TrainConfig, train, data, device, dist):
+    """The teacher's soft labels of the training crops (rank 0 fills the cache, the others read it)."""
+    if not cfg.teacher:
+        return None
+    if cfg.model not in STUDENTS:
+        raise AcamError(f"distillation trains a student ({', '.join(STUDENTS)}), not {cfg.model!r}")
+    if dist and dist.rank != 0:
+        dist.barrier()
+    soft = teacher_soft_logits(cfg.teacher, train.crops, data, device,
+                               n_classes=cfg.model_config().n_classes).to(device)
+    if dist and dist.rank == 0:
+        dist.barrier()
+    return soft
 
 
 def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: str) -> dict:
     dist = Distributed.from_env(cfg.device)
     device = dist.device if dist else pick_device(cfg.device)
+    deterministic_cuda(device)
+    pin = device.type == "cuda"
     per_rank_batch = cfg.batch_size
     if dist:
         if cfg.batch_size % dist.world:
@@ -357,21 +416,11 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
         per_rank_batch = cfg.batch_size // dist.world
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    last = os.path.join(out_dir, "last.pt")
-    ck = _load(last) if resume and os.path.isfile(last) else None
-    if ck is not None and _comparable(ck["train_config"]) != _comparable(asdict(cfg)):
-        raise AcamError(f"{out_dir!r} holds a run with other settings; choose another folder")
+    ck = _resume_state(out_dir, cfg, resume)
     model, modality, data, train, val, stats = _setup(cfg, device, ck is not None)
     sup = supervision(cfg)
-    soft = None
-    if cfg.teacher:
-        if cfg.model not in STUDENTS:
-            raise AcamError(f"distillation trains a student ({', '.join(STUDENTS)}), not {cfg.model!r}")
-        if dist and dist.rank != 0:
-            dist.barrier()                   # rank 0 fills the soft-label cache, the others read it
-        soft = teacher_soft_logits(cfg.teacher, train.crops, data, device).to(device)
-        if dist and dist.rank == 0:
-            dist.barrier()
+    soft = _soft(cfg, train, data, device, dist)
+    os.makedirs(out_dir, exist_ok=True)           # only once the inputs have been checked
     per_frame = frame_loss_applies(model, cfg)
     net = dist.wrap(model) if dist else model     # what trains; ``model`` is what is saved
     opt = make_optimizer(model, cfg)
@@ -383,21 +432,21 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
         stats = ck.get("input_stats") or None
     main = dist is None or dist.rank == 0
     if main:
-        with open(os.path.join(out_dir, "config.json"), "w") as f:
-            json.dump(asdict(cfg), f, indent=1)
-    val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate)
-    bar = None
-    if progress and main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.epochs, initial=start_epoch, unit="epoch", desc=f"{cfg.model}", dynamic_ncols=True)
+        write_text(os.path.join(out_dir, "config.json"), json.dumps(asdict(cfg), indent=1))
+    val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.batch_size, collate_fn=collate, pin_memory=pin)
+    world = dist.world if dist else 1
+    n_batches = -(-(-(-len(train) // world)) // per_rank_batch)            # per epoch and process
+    label = "/".join(os.path.normpath(out_dir).split(os.sep)[-2:])
+    show = progress and main
+    bar = progress_bar(cfg.epochs * n_batches, show, label, "batch", start_epoch * n_batches, leave=False)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         net.train()
-        sampler = EpochShuffle(len(train), epoch, dist.rank if dist else 0, dist.world if dist else 1)
+        sampler = EpochShuffle(len(train), epoch, dist.rank if dist else 0, world)
         loader = torch.utils.data.DataLoader(train, batch_size=per_rank_batch, sampler=sampler,
-                                             collate_fn=collate, generator=torch.Generator())
-        total, correct, n = train_epoch(net, loader, opt, soft, cfg, per_frame, device)
+                                             collate_fn=collate, generator=torch.Generator(), pin_memory=pin)
+        bar.set_description(f"{label} epoch {epoch + 1}/{cfg.epochs}", refresh=False)
+        total, correct, n = train_epoch(net, loader, opt, soft, cfg, per_frame, device, bar, show, n_batches)
         if dist:
             total, correct, n = dist.sum(total, correct, n)
         if not main:                       # rank 0 validates and writes; the others wait for it
@@ -414,15 +463,13 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
         if val_acc >= best_acc:            # the later epoch wins a tie, as the authors' ">="
             best_acc = val_acc
             _save(state, os.path.join(out_dir, "best.pt"))
-        _save({**state, "optimizer": opt.state_dict(), "best_acc": best_acc}, last)
+        _save({**state, "optimizer": opt.state_dict(), "best_acc": best_acc}, os.path.join(out_dir, "last.pt"))
         _write_log(out_dir, history)
-        if bar is not None:
-            bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{val_acc:.3f}")
-            bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}", val_acc=f"{val_acc:.3f}",
+                        refresh=False)
         if dist:
             dist.barrier()
-    if bar is not None:
-        bar.close()
+    bar.close()
     if main:
         _finish(out_dir, cfg, history, sup, keep)
     if dist:
@@ -494,7 +541,7 @@ class Distributed:
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         if not td.is_initialized():
-            td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            td.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=process_group_timeout())
         return cls(rank, world, local, device)
 
     def wrap(self, model):
@@ -535,17 +582,15 @@ class Distributed:
 
 
 def _save(obj, path):
-    torch.save(obj, path + ".part")
-    os.replace(path + ".part", path)
+    save_checkpoint(obj, path)
 
 
 def _write_log(out_dir, history):
-    path = os.path.join(out_dir, "log.csv")
-    with open(path + ".part", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-    os.replace(path + ".part", path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    write_text(os.path.join(out_dir, "log.csv"), buf.getvalue())
 
 
 def _load_init(model, path):
@@ -554,14 +599,7 @@ def _load_init(model, path):
     into its video branch."""
     if not os.path.isfile(path):
         raise AcamError(f"init weights {path!r} do not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - one line for any unreadable file
-        raise AcamError(f"init weights {path!r}: not a readable state dict ({str(exc).splitlines()[0][:160]})") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise AcamError(f"init weights {path!r}: not a state dict")
+    state = load_weights(path)
     if hasattr(model, "video") and not any(k.startswith("video.") for k in state):
         state = {"video." + k: v for k, v in state.items()}
     own = model.state_dict()

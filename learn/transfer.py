@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from acam.beamform.sensor import SAMPLE_FREQ
+from acam.core.checks import number
 from acam.core.errors import AcamError
 
 from .data import hearnet_spectrogram, student_waveform
@@ -38,6 +39,10 @@ def list_labelled(path: str) -> list[tuple[str, str, str | None]]:
             rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
         if rows and rows[0][:2] == ["file", "label"]:
             rows = rows[1:]
+        bad = next((i for i, r in enumerate(rows) if len(r) < 2 or not r[1].strip()), None)
+        if bad is not None or not rows:
+            raise AcamError(f"{path}: " + (f"row {bad + 1} has no label (expected file,label[,split])"
+                                           if bad is not None else "lists no files"))
         return [(os.path.join(base, r[0]), r[1], r[2] if len(r) > 2 else None) for r in rows]
     if not os.path.isdir(path):
         raise AcamError(f"{path!r} is neither a folder of class folders nor a CSV file")
@@ -78,6 +83,12 @@ def file_features(model, path: str, layer: str, seconds: float = 5.0, rate: floa
     return np.mean(feats, 0)
 
 
+def knn_k(k: int, n_train: int) -> int:
+    """The k-NN's k: ``k`` capped by the training files, kept odd so that two classes cannot tie."""
+    k = max(1, min(k, n_train))
+    return k if k % 2 else k - 1
+
+
 def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, seconds: float = 5.0) -> dict:
     """k-NN and linear-SVM accuracy of a student layer's features on a labelled audio collection."""
     from sklearn.neighbors import KNeighborsClassifier
@@ -85,6 +96,7 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
+    number("seconds", seconds, lo=0, lo_open=True, hi=600)
     model, ck = load_run(run_dir)
     if ck["train_config"]["model"] not in STUDENTS:
         raise AcamError(f"{run_dir!r} is a {ck['train_config']['model']} run; transfer takes a student")
@@ -105,7 +117,7 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     scaler = StandardScaler().fit(X[tr])
     best_k, best = None, -1.0
     for k in range(7, 16, 2):
-        k_eff = min(k, int(tr.sum()))
+        k_eff = knn_k(k, int(tr.sum()))
         knn = KNeighborsClassifier(k_eff).fit(scaler.transform(X[tr]), y[tr])
         acc = knn.score(scaler.transform(X[va]), y[va]) if va.any() else 0.0
         if acc > best:

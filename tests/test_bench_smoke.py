@@ -68,6 +68,8 @@ def test_smoke_run_writes_json(tmp_path):
     assert 0 <= figures["baseline.max_rel_diff"]["median"] < 1e-4
 
     assert [g["met"] for g in doc["goals"]] == [None] * len(doc["goals"])
+    for key in ("matrix_features", "openblas_kernels", "cpu_vendor"):
+        assert key in doc["machine"], key
 
 
 def test_smoke_extras_and_report(tmp_path):
@@ -86,6 +88,18 @@ def test_smoke_extras_and_report(tmp_path):
     assert set(doc["sweeps"]) == {"mics", "grid", "bins", "frames", "length"}
     assert all(_positive_finite(r["peak_rss_mib"]) for r in doc["sweeps"]["length"]["rows"])
     assert [r["tolerance"] for r in doc["lowrank"]] == [0.0, 1e-2, 1e-3, 1e-4]
+    # the whole command with an empty and a warm low-rank cache (smoke: the first tolerance only)
+    for key in ("cli.lowrank_first_s.0.01", "cli.lowrank_warm_s.0.01", "cli.lowrank_first_ratio.0.01"):
+        assert _positive_finite(doc["figures"][key]["median"]), key
+    goals = {g["goal"] for g in doc["goals"]}
+    assert any(g.startswith("low-rank 0.01 first run") for g in goals)
+    # reduced precision side by side with single: speed and error against float64 in the same run
+    rows = {r["precision"]: r for r in doc["modes"]["precisions"]}
+    assert set(rows) == {"single", "bf16", "bf16x3"}
+    for r in rows.values():
+        assert _positive_finite(r["realtime_factor"]) and math.isfinite(r["max_error"])
+    if rows["bf16"]["ran"] == "bf16":
+        assert 0 < rows["bf16"]["max_error"] < 2e-2 and "bf16 max error / map peak (within 30 dB)" in goals
     assert all(math.isfinite(r["max_error"]) and _positive_finite(r["realtime_factor"]) for r in doc["lowrank"])
     for r in doc["sweeps"].values():
         assert all(_positive_finite(row["median"]) for row in r["rows"]) and math.isfinite(r["slope"])

@@ -92,7 +92,7 @@ def _run(args):
 
 def test_many_recordings_on_a_cluster_equal_the_serial_run(tmp_path, rng):
     _recordings(tmp_path, rng)
-    common = ["--bins", "32", "--rows", "6", "--cols", "8", "--block-frames", "2", "--no-progress"]
+    common = ["--bins", "32", "--rows", "6", "--cols", "8", "--block-frames", "2", "--device", "cpu", "--no-progress"]
     r = _run(["run", str(tmp_path / "rec*.h5"), "-o", str(tmp_path / "serial"), *common])
     assert r.exit_code == 0, r.output
     # 9-13 frames each, ranges of 4 frames (two blocks): 3 or 4 tasks per recording
@@ -120,7 +120,7 @@ def test_a_bad_recording_fails_alone(tmp_path, rng):
     (tmp_path / "rec9.h5").write_bytes(b"not hdf5")
     out = tmp_path / "out"
     r = _run(["run", str(tmp_path / "rec*.h5"), "-o", str(out), "--bins", "16", "--rows", "4", "--cols", "4",
-              "--workers", "2", "--frames-per-task", "4", "--block-frames", "2", "--no-progress"])
+              "--workers", "2", "--frames-per-task", "4", "--block-frames", "2", "--device", "cpu", "--no-progress"])
     assert r.exit_code == 1
     assert "FAILED rec9.h5:" in r.output and "not an HDF5 file" in r.output
     assert "1 of 3 recording(s) failed" in r.output
@@ -217,7 +217,7 @@ def test_ddp_batch_must_split_evenly(tmp_path, tiny_dataset):
 @pytest.mark.parametrize("args, words", [
     (["--workers", "0"], "--workers 0 must be at least 1"),
     (["--retries", "-1"], "--retries -1 must be at least 0"),
-    (["--frames-per-task", "0"], "--frames-per-task 0 must be at least 1"),
+    (["--frames-per-task", "0"], "frames_per_task=0 must be at least 1"),
 ])
 def test_impossible_scale_options(tmp_path, rng, args, words):
     _recordings(tmp_path, rng, 1)
