@@ -13,7 +13,9 @@ A run checkpoint (``best.pt``, ``last.pt``) is a dict with
 | ``model_config`` | ``{"name", "n_classes", "options"}`` (:class:`~acam.learn.models.ModelConfig`) |
 | ``model`` | the state dict |
 | ``train_config`` | :class:`~acam.learn.train.TrainConfig` as a dict |
-| ``mfcc_stats`` | ``[mean, std]``, 12 floats each, or None |
+| ``mfcc_stats`` | ``[mean, std]``, 12 floats each, or None (checkpoints before the protocol of issue 13; newer ones keep their input statistics in the model's buffers) |
+| ``input_stats`` | the training-set statistics the model normalises with, as lists (HearNet: per-frequency ``min``/``max``), for the reader |
+| ``modality``, ``supervision``, ``sample_freq`` | the input the run was trained on (a control's, else the model's), ``-``/``G``/``D``/``R``..., the recordings' rate |
 | ``epoch``, ``history``, ``val_acc`` | progress; ``last.pt`` adds ``optimizer`` and ``best_acc`` |
 
 Writes go through :func:`acam.core.safeio.atomic_output`: a full disk leaves neither a damaged

@@ -242,6 +242,14 @@ def test_oracle_input_is_the_source_beam(tmp_path):
     with pytest.raises(Exception, match=r"no 'beam' dataset \(the oracle control needs") as exc:
         CropDataset(e, "spectrogram_beam", [e.crop(e.sequences[0], 0, 60)], cache=False)[0]
     assert "\n" not in str(exc.value)
+    from click.testing import CliRunner
+
+    from acam.cli import learn_group
+
+    r = CliRunner().invoke(learn_group, ["reproduce", "--data", str(tmp_path / "e"), "-o", str(tmp_path / "o"),
+                                         "--controls", "oracle", "--device", "cpu"])
+    assert r.exit_code != 0 and "no 'beam' dataset" in r.output and not (tmp_path / "o").exists()
+    assert len(r.output.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------------------------------------ intervals
