@@ -157,17 +157,43 @@ def evaluate_run(run_dir: str, test_on=(1, 2, 3), data: str | None = None, devic
                         else _teacher_cell(segs, logits_of, getattr(model, "FRAMEWISE", False)))
         for g in results[key].values():
             g["split"] = split or "all sequences"
-    _write_outputs(results, ckpt, out_dir or os.path.join(run_dir, "eval"))
+    _write_outputs(results, ckpt, out_dir or os.path.join(run_dir, "eval"),
+                   _stamp(run_dir, data or tc["data"], test_on))
     return results
 
 
-def _write_outputs(results: dict, ckpt: dict, out_dir: str) -> None:
+def _stamp(run_dir: str, data: str, test_on) -> dict:
+    """What an evaluation was made of: the checkpoint (size, time), the dataset's manifest, the cells."""
+    st = os.stat(os.path.join(run_dir, "best.pt"))
+    man = os.stat(os.path.join(data, "manifest.json"))
+    return {"best": [st.st_size, st.st_mtime_ns], "data": os.path.abspath(data),
+            "manifest": [man.st_size, man.st_mtime_ns], "test_on": [int(t) for t in test_on]}
+
+
+def cached_evaluation(run_dir: str, test_on=(1, 2, 3), data: str | None = None) -> dict | None:
+    """The results in ``<run>/eval/eval.json`` when they were made of this very checkpoint, dataset
+    and test cells (a re-run of ``learn reproduce`` then skips scoring finished runs), else None."""
+    path = os.path.join(run_dir, "eval", "eval.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            got = json.load(f)
+        if data is None:
+            with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+                data = json.load(f)["data"]
+        if got.get("stamp") == _stamp(run_dir, data, test_on) and isinstance(got.get("cells"), dict):
+            return got["cells"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _write_outputs(results: dict, ckpt: dict, out_dir: str, stamp: dict) -> None:
     tc = ckpt["train_config"]
     sup = ckpt.get("supervision", "-")
     os.makedirs(out_dir, exist_ok=True)
     write_text(os.path.join(out_dir, "eval.json"), json.dumps(
         {"model": tc["model"], "supervision": sup, "inputs": tc.get("inputs"), "train_on": tc["train_on"],
-         "cells": results}))
+         "stamp": stamp, "cells": results}))
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["model", "supervision", "train_on", "test", "test_set", "granularity", "accuracy",

@@ -32,7 +32,7 @@ from acam.dataset.store import Dataset, read_crop
 
 from . import names
 from .checks import check_models, check_train_config
-from .evaluate import GRANULARITIES, MAIN, evaluate_run
+from .evaluate import GRANULARITIES, MAIN, cached_evaluation, evaluate_run
 from .models import STUDENTS, TEACHERS
 from .paper import PAPER
 from .stats import bootstrap_interval
@@ -154,7 +154,8 @@ def reproduce(data: str, out_dir: str, proto: Protocol = Protocol(), progress: b
     Every training run (with its evaluation) is one task of :func:`acam.core.tasks.run_tasks`, so
     ``scheduler``/``workers`` spread the protocol over a Dask cluster; a distillation waits for its
     teacher, a grid-chosen student for its grid.  Finished runs are reused (``keep="best"`` keeps
-    their best checkpoint only), interrupted ones resume, so a re-run only does what is missing.
+    their best checkpoint only) with their scores when these were made of the same checkpoint and
+    dataset, interrupted ones resume, so a re-run only does what is missing.
     Failed runs are named in the :class:`AcamError` raised after the tables of the others are written.
     """
     proto.check()
@@ -260,7 +261,7 @@ def _run_task(cfg: TrainConfig, run: str, progress: bool, threads: int | None, k
         if reuse and not os.path.isfile(os.path.join(run, "best.pt")):
             _copy_run(best["run"], run)
     fit(cfg, run, progress, threads=threads, keep=keep)
-    ev = evaluate_run(run, (1, 2, 3), device=cfg.device)
+    ev = cached_evaluation(run) or evaluate_run(run, (1, 2, 3), device=cfg.device)
     return {"eval": _slim(ev), "settings": settings, "run": run}
 
 

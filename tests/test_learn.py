@@ -178,6 +178,13 @@ def test_learn_cli_reproduce_and_evaluate(tiny_data, tmp_path):
         assert text in table, text
     row = next(ln for ln in table.splitlines() if ln.startswith("| all scenarios | all scenarios | test | 3 / 3 |"))
     assert row.count("[") >= 3                                    # every filled cell has its interval
+    scored = out / "seed0" / "train_1" / "resnet50" / "eval" / "eval.json"
+    before = scored.stat().st_mtime_ns
+    r = CliRunner().invoke(learn_group, ["reproduce", "--data", tiny_data, "-o", str(out), "--epochs", "1",
+                                         "--crops", "1", "--train-sets", "all,1", "--teachers",
+                                         "dualcamnet,resnet50", "--controls", "--device", "cpu"])
+    assert r.exit_code == 0 and (out / "tables.md").read_text() == table
+    assert scored.stat().st_mtime_ns == before                    # a re-run neither retrains nor rescores
     run = out / "seed0" / "train_1" / "hearnet_D"
     assert not (run / "last.pt").exists() and (run / "curve.png").read_bytes()[:4] == b"\x89PNG"
     r = CliRunner().invoke(learn_group, ["evaluate", str(run), "--test-on", "1,3", "--device", "cpu"])
