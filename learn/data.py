@@ -8,7 +8,7 @@ Inputs (``INPUTS``; a model's ``modality`` names its default, a control replaces
 | ``mfcc_mono`` | ``mono`` | control: the single microphone's MFCC per frame, the same 12 values at every pixel |
 | ``video`` | ``video`` | (T, 3, H, W) uint8 (the model scales and, pretrained, resizes) |
 | ``av`` | both | (mfcc, video) |
-| ``spectrogram`` | ``mono`` | (500, 257) HearNet's |STFT| (:func:`hearnet_spectrogram`) |
+| ``spectrogram`` | ``mono`` | (500, 257) HearNet's STFT magnitude (:func:`hearnet_spectrogram`) |
 | ``spectrogram_beam`` | ``beam`` | control: the same from the delay-and-sum signal steered at the source |
 | ``waveform`` | ``mono`` | (110 250,) SoundNet's waveform (:func:`student_waveform`) |
 
