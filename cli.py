@@ -180,7 +180,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
               help="Cube storage type.")
 @click.option("--array", "array_file", type=click.Path(dir_okay=False), help="Override the file's microphone positions.")
 @click.option("--frame-rate", type=float, default=None, help="Override the file's frame rate (default: file's, else 12).")
-@click.option("--block-frames", type=int, default=None, help="Frames per block (memory vs speed; default 64 CPU, 256 GPU).")
+@click.option("--block-frames", type=int, default=None, help="Frames per block (memory vs speed; default 128 CPU, 256 GPU).")
 @click.option("--threads", type=int, default=None, help="CPU worker threads (default: all usable cores).")
 @click.option("--tolerance", default=0.0, show_default=True,
               help="0: exact. >0: low-rank steering truncated at this fraction of each bin's largest "

@@ -43,7 +43,7 @@ def make_config(smoke: bool, seconds: float | None, repeats: int | None, device:
         cfg = Config("smoke", n_mics=16, rows=6, cols=8, bins=32, block_frames=4, seconds=1.0,
                      gemm_n=256, gpu_gemm_n=256, copy_mib=16, repeats=3, heavy_repeats=3, naive_steering=False)
     else:
-        cfg = Config("full", n_mics=128, rows=36, cols=48, bins=512, block_frames=64, seconds=30.0,
+        cfg = Config("full", n_mics=128, rows=36, cols=48, bins=512, block_frames=128, seconds=30.0,
                      gemm_n=2048, gpu_gemm_n=8192, copy_mib=256, repeats=5, heavy_repeats=3, naive_steering=True)
     changes = {}
     if device == "cuda" and not smoke:
