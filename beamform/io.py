@@ -449,5 +449,10 @@ class Cube:
         check_allocation(2 * np.prod(self.cube.shape[1:3]) * sel.size * 8, f"a frame of {self.path}")
         idx = range(n)[frames] if isinstance(frames, slice) else list(frames)
         for t in idx:
-            out.append(self.cube[t, :, :, sel[0]:sel[-1] + 1].astype(np.float64).sum(-1))
+            e = self.cube[t, :, :, sel[0]:sel[-1] + 1].astype(np.float64).sum(-1)
+            low = float(e.min()) if e.size else 0.0
+            if low < 0:                     # NaN passes here; the callers name it
+                raise FormatError(f"{self.path}: frame {t} holds negative power ({low:.3g}); a cube holds "
+                                  "power, 0 or more")
+            out.append(e)
         return np.array(out).reshape(len(out), *self.cube.shape[1:3])

@@ -73,10 +73,60 @@ def register_input(path) -> None:
     scope[(st.st_dev, st.st_ino)] = os.path.realpath(path)
 
 
-def scope_inputs() -> list[str]:
-    """The inputs remembered so far in the current scope."""
+def register_tree(folder, what: str = "input folder") -> None:
+    """Count the whole folder ``folder`` as an input of the current scope: no output of the command
+    may be written anywhere inside it (a dataset folder, a source folder of records...)."""
     scope = _SCOPE.get()
-    return list(scope.values()) if scope else []
+    if scope is None or folder is None:
+        return
+    real = os.path.realpath(os.fspath(folder))
+    scope[("tree", real)] = (real, what)
+
+
+def scope_inputs() -> list[str]:
+    """The input files remembered so far in the current scope."""
+    scope = _SCOPE.get()
+    return [v for k, v in scope.items() if k[0] != "tree"] if scope else []
+
+
+def scope_trees() -> list[tuple[str, str]]:
+    """The input folders (real path, what) remembered so far in the current scope."""
+    scope = _SCOPE.get()
+    return [v for k, v in scope.items() if k[0] == "tree"] if scope else []
+
+
+def _inside(path, folder: str) -> bool:
+    real = os.path.realpath(os.fspath(path))
+    return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output_folder(folder, what: str = "output folder", inputs=()) -> str:
+    """Refuse an output folder that is a file, or that lies inside a folder the command reads (the
+    scope's input folders and ``inputs``: pairs of (folder, what it is))."""
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise AcamError(f"{what} {folder!r} is a file; give a folder")
+    trees = scope_trees() + [(os.path.realpath(os.fspath(p)), w) for p, w in inputs if p is not None]
+    for tree, tree_what in trees:
+        if _inside(folder, tree):
+            where = "is" if os.path.realpath(folder) == tree else "lies inside"
+            raise AcamError(f"{what} {folder!r} {where} the {tree_what} {tree!r} that this command reads; "
+                            "choose a folder outside it")
+    return folder
+
+
+RUN_FILES = ("best.pt", "last.pt", "log.csv")
+
+
+def folder_kind(folder) -> str | None:
+    """'dataset' (a manifest or a sequences folder), 'run' (a training run's checkpoints or log) or
+    None for any other folder."""
+    folder = os.fspath(folder)
+    if os.path.lexists(os.path.join(folder, "manifest.json")) or os.path.isdir(os.path.join(folder, "sequences")):
+        return "dataset"
+    if any(os.path.lexists(os.path.join(folder, n)) for n in RUN_FILES):
+        return "run"
+    return None
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -287,6 +337,10 @@ def check_output(path, protect=()) -> str:
         st = None           # absent, or a dangling link that the rename replaces
     except OSError as exc:
         raise AcamError(f"cannot write {path!r}: {exc.strerror}") from None
+    for tree, tree_what in scope_trees():
+        if _inside(path, tree):
+            raise AcamError(f"output {path!r} lies inside the {tree_what} {tree!r} that this command reads; "
+                            "choose a path outside it")
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             raise AcamError(f"output {path!r} is a folder; give a file name")

@@ -52,7 +52,7 @@ import numpy as np
 
 from acam.core.errors import AcamError, FormatError
 from acam.core.h5read import attr_number, check_storage, dataset
-from acam.core.safeio import open_h5, read_bytes, write_text
+from acam.core.safeio import folder_kind, open_h5, read_bytes, register_tree, write_text
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
@@ -164,6 +164,8 @@ def read_manifest(folder: str) -> dict:
     folder = os.fspath(folder)
     path = os.path.join(folder, MANIFEST)
     if not os.path.lexists(path):
+        if os.path.isdir(folder) and folder_kind(folder) == "run":
+            raise AcamError(f"{folder!r} is a training run folder, not a dataset folder (no {MANIFEST})")
         raise AcamError(f"{folder!r} is not a dataset folder (no {MANIFEST})")
     try:
         text = read_bytes(path, "manifest", MAX_MANIFEST, register=False).decode("utf-8")   # updated in place
@@ -264,6 +266,7 @@ class Dataset:
             raise AcamError(f"split_method={split_method!r} must be one of {', '.join(SPLIT_METHODS)}")
         self.folder = os.fspath(folder)
         self.manifest = read_manifest(self.folder)
+        register_tree(self.folder, "dataset folder")      # no output of the command may land inside it
         self.sequences = self.manifest["sequences"]
         self.split_method = split_method
         self.frame_rate = float(self.manifest.get("frame_rate", 12.0))

@@ -169,6 +169,10 @@ def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
     checkpoint's ``mfcc_stats`` as arrays."""
     path = os.path.join(os.fspath(run_dir), f"{which}.pt")
     if not os.path.lexists(path):
+        from acam.core.safeio import folder_kind
+
+        if os.path.isdir(run_dir) and folder_kind(run_dir) == "dataset":
+            raise AcamError(f"{run_dir!r} is a dataset folder, not a training run folder (no {which}.pt)")
         raise AcamError(f"{run_dir!r} has no {which}.pt checkpoint (is it a training run folder?)")
     ck = check_run(load_checkpoint(path), path)
     model = build_from(ck, path, device)

@@ -1,0 +1,254 @@
+"""Hostile input, second audit (issue 12): the classes an independent sweep still found failing.
+
+Each test makes small real files in ``tmp_path``, runs the real command line and asserts: a non-zero
+exit, exactly one ``Error:`` line naming the problem, no traceback, every file that was there before
+byte-for-byte unchanged, and no new file (no part file, no half-made output folder) left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import warnings
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from acam.beamform import default_array, write_raw
+from acam.cli import acam
+
+FS = 12288.0
+FAST = ["--bins", "8", "--rows", "4", "--cols", "4", "--no-progress", "--device", "cpu"]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def run(*args):
+    return CliRunner().invoke(acam, [str(a) for a in args], catch_exceptions=True)
+
+
+def snapshot(root) -> dict:
+    """Every file under ``root`` (links not followed) -> its bytes (None for a special file)."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in files + [x for x in dirs if os.path.islink(os.path.join(d, x))]:
+            p = os.path.join(d, n)
+            if os.path.islink(p):
+                out[p] = ("link", os.readlink(p))
+            elif os.path.isfile(p):
+                with open(p, "rb") as f:
+                    out[p] = f.read()
+            else:
+                out[p] = None
+        for x in dirs:
+            out.setdefault(os.path.join(d, x) + os.sep, "dir")
+    return out
+
+
+def refused(r, *words):
+    """One ``Error:`` line naming ``words``, a non-zero exit, no traceback."""
+    assert r.exit_code not in (0, None), r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), r.output
+    for w in words:
+        assert str(w).lower() in lines[0].lower(), (w, lines[0])
+    return lines[0]
+
+
+def unchanged(before: dict, root, allowed=()) -> None:
+    after = snapshot(root)
+    changed = [p for p, v in before.items() if after.get(p) != v]
+    assert not changed, f"inputs changed or removed: {changed}"
+    new = [p for p in after if p not in before and os.path.basename(p.rstrip(os.sep)) not in allowed]
+    assert not new, f"left behind: {new}"
+
+
+def refuses_cleanly(tmp_path, args, *words, allowed=()):
+    """``refused`` with the words looked for outside ``tmp_path`` (whose name holds the test's)."""
+    before = snapshot(tmp_path)
+    r = run(*args)
+    line = refused(r)
+    for w in words:
+        assert str(w).lower() in line.replace(str(tmp_path), "TMP").lower(), (w, line)
+    unchanged(before, tmp_path, allowed)
+    return line
+
+
+def ok(r):
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def raw_file(path, n=6144, ch=16, **attrs):
+    rng = np.random.default_rng(0)
+    write_raw(path, rng.standard_normal((n, ch)).astype(np.float32), FS, default_array().positions[:ch], 12.0,
+              attrs=attrs or None)
+    return path
+
+
+def fake_dataset(folder, grid=(36, 48, 12), n_frames=12, fill=None):
+    from acam.dataset.store import assign_splits, sequence_name, split_record, write_manifest
+
+    os.makedirs(folder / "sequences", exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = [sequence_name(a, 1, 0, 0) for a in range(14)]
+    splits = assign_splits([{"name": n, "scenario": 1, "action": a} for a, n in enumerate(names)])
+    seqs = []
+    for a, name in enumerate(names):
+        mfcc = rng.standard_normal((n_frames,) + grid).astype(np.float32)
+        if fill is not None:
+            mfcc[:] = fill
+        with h5py.File(folder / "sequences" / f"{name}.h5", "w") as f:
+            f.create_dataset("mfcc", data=mfcc)
+            f.create_dataset("video", data=np.zeros((n_frames, 8, 8, 3), np.uint8))
+            f.create_dataset("mono", data=rng.standard_normal(n_frames * 1024).astype(np.float32))
+            f.attrs.update({"action": a, "scenario": 1, "subject": 0, "frame_len": 1024})
+        seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": a, "scenario": 1, "subject": 0,
+                     "repetition": 0, "n_frames": n_frames, "split": splits[name]})
+    write_manifest(str(folder), {"kind": "acam-dataset", "sample_freq": FS, "frame_rate": 12.0,
+                                 "splits": split_record(), "sequences": seqs})
+    return folder
+
+
+def fake_run(folder, data, model="dualcamnet", n_classes=14):
+    import torch
+    from dataclasses import asdict
+
+    from acam.learn.checkpoint import save_checkpoint
+    from acam.learn.models import ModelConfig, build_model
+    from acam.learn.train import TrainConfig
+
+    os.makedirs(folder, exist_ok=True)
+    torch.manual_seed(0)
+    mc = ModelConfig(model, n_classes)
+    save_checkpoint({"model_config": mc.as_dict(), "model": build_model(mc).state_dict(),
+                     "train_config": asdict(TrainConfig(model, str(data))), "mfcc_stats": None, "epoch": 0,
+                     "history": [], "val_acc": 0.0}, str(folder / "best.pt"))
+    return folder
+
+
+def tf_record(ctx_over=None, lists_over=None, frames=1, image=None):
+    from acam.dataset.importers import encode_sequence_example
+
+    ctx = {"action": ("int64", [3]), "location": ("int64", [0]), "subject": ("int64", [0]),
+           "audio_image/height": ("int64", [36]), "audio_image/width": ("int64", [48]),
+           "audio_image/depth": ("int64", [12]), "audio_data/mics": ("int64", [1]),
+           "audio_data/samples": ("int64", [1024]), "video/height": ("int64", [4]),
+           "video/width": ("int64", [4]), "video/depth": ("int64", [3])}
+    ctx.update(ctx_over or {})
+    img = np.zeros((36, 48, 12), "<f4") if image is None else np.asarray(image, "<f4")
+    lists = {"audio/image": [("bytes", [img.tobytes()])] * frames,
+             "audio/data": [("bytes", [np.zeros((1, 1024), "<i4").tobytes()])] * frames,
+             "video/image": [("bytes", [np.zeros((4, 4, 3), "u1").tobytes()])] * frames}
+    lists.update(lists_over or {})
+    return encode_sequence_example(ctx, lists)
+
+
+def tf_dir(folder, payloads):
+    from acam.dataset.importers import write_records
+
+    os.makedirs(folder, exist_ok=True)
+    write_records(folder / "a.tfrecord", payloads)
+    return folder
+
+
+@pytest.fixture
+def raw(tmp_path):
+    return raw_file(tmp_path / "raw.h5")
+
+
+@pytest.fixture
+def cube(tmp_path, raw):
+    out = tmp_path / "cube.h5"
+    ok(run("beamform", "run", raw, "-o", out, *FAST))
+    return out
+
+
+# ================================================= 1. data loss: outputs inside the input tree
+@pytest.fixture(scope="module")
+def one_sequence(tmp_path_factory):
+    """The tiny preset with one sequence built (seconds): a dataset ``diagnose`` accepts."""
+    from acam.dataset.build import build
+
+    folder = tmp_path_factory.mktemp("one") / "data"
+    build(folder, "tiny", 0, "cpu", only=["a00_s1_p00_r0"])
+    return folder
+
+
+def test_diagnose_output_into_the_dataset_it_reads(tmp_path, one_sequence):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(one_sequence, data)
+    for target in ("manifest.json", "sequences/report.json", "diag.json"):     # the manifest was replaced
+        refuses_cleanly(tmp_path, ["dataset", "diagnose", data, "--limit", "1", "-o", data / target],
+                        "inside the dataset folder")
+    refuses_cleanly(tmp_path, ["dataset", "diagnose", data, "--limit", "1", "-o", tmp_path / "d.png"], "d.png")
+
+
+def test_learn_output_into_a_dataset_folder(tmp_path):
+    pytest.importorskip("torch")
+    data = fake_dataset(tmp_path / "data")
+    other = fake_dataset(tmp_path / "other")
+    common = ["--model", "dualcamnet", "--epochs", "1", "--crops", "1", "--device", "cpu", "--no-progress"]
+    refuses_cleanly(tmp_path, ["learn", "train", "--data", data, "-o", data, *common], "dataset")
+    refuses_cleanly(tmp_path, ["learn", "train", "--data", data, "-o", data / "sequences", *common], "dataset")
+    refuses_cleanly(tmp_path, ["learn", "train", "--data", data, "-o", other, *common], "dataset")
+
+
+def test_import_tfrecord_output_inside_its_source(tmp_path):
+    src = tf_dir(tmp_path / "tf", [tf_record()])
+    (src / "manifest.json").write_text("my notes")          # not a record: still the user's file
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", src, "-o", src], "tf")
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", src, "-o", src / "out"], "tf")
+
+
+def test_dataset_command_given_a_run_folder(tmp_path):
+    pytest.importorskip("torch")
+    data = fake_dataset(tmp_path / "data")
+    runf = fake_run(tmp_path / "r1", data)
+    refuses_cleanly(tmp_path, ["dataset", "info", runf], "run")
+    refuses_cleanly(tmp_path, ["dataset", "build", "-o", runf, "--no-progress", "--device", "cpu"], "run")
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", tf_dir(tmp_path / "tf", [tf_record()]), "-o", runf],
+                    "run")
+    refuses_cleanly(tmp_path, ["learn", "evaluate", data, "--device", "cpu"], "dataset folder")
+
+
+def test_build_into_a_folder_of_sequences_without_manifest(tmp_path):
+    out = tmp_path / "out"
+    os.makedirs(out / "sequences")
+    (out / "sequences" / "a00_s1_p00_r0.h5").write_bytes(b"precious")
+    refuses_cleanly(tmp_path, ["dataset", "build", "-o", out, "--no-progress", "--device", "cpu"], "manifest")
+
+
+# ====================================================== 2. options checked before anything is made
+def test_build_negative_retries_makes_no_folder(tmp_path):
+    refuses_cleanly(tmp_path, ["dataset", "build", "-o", tmp_path / "new", "--retries", "-5", "--no-progress"],
+                    "retries")
+
+
+def test_build_unreachable_scheduler_leaves_nothing(tmp_path):
+    pytest.importorskip("distributed")
+    refuses_cleanly(tmp_path, ["dataset", "build", "-o", tmp_path / "new", "--scheduler", "tcp://127.0.0.1:9",
+                               "--no-progress", "--device", "cpu"], "127.0.0.1:9")
+
+
+def test_show_same_output_twice(tmp_path, cube):
+    x = tmp_path / "x.gif"
+    refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", x, "--animate", x], "x.gif")
+    y = tmp_path / "y.png"
+    refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", y, "--animate", str(tmp_path / "." / "y.png")],
+                    "y.png")
+
+
+def test_show_animate_checks_its_path_before_the_png(tmp_path, cube):
+    refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", tmp_path / "p.png", "--animate",
+                               tmp_path / "nowhere" / "a.gif"], "nowhere")
+    refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", tmp_path / "p.png", "--animate", cube], "cube.h5")
+    refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", tmp_path / "p.png", "--animate",
+                               tmp_path / "a.xyz"], "a.xyz")
