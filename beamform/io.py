@@ -42,6 +42,7 @@ from ..core.h5read import attr_number, attr_text, check_storage, dataset as chec
 from ..core.resources import check_allocation
 from ..core.safeio import atomic_output, h5_output, open_h5, register_input, reserve
 from .geometry import ArrayGeometry
+from .simulate import MAX_SAMPLE_FREQ, MAX_SAMPLES, MIN_SAMPLE_FREQ
 from .sensor import FRAME_RATE
 
 __all__ = ["atomic_output", "RawRecording", "write_raw", "CubeWriter", "Cube", "aligned_empty"]
@@ -94,8 +95,11 @@ class RawRecording:
             if fs is None:
                 raise FormatError(f"{path}: sample rate missing (attribute 'sample_freq' on "
                                   "'time_data' or the root)")
-            if not fs > 0:
-                raise FormatError(f"{path}: sample_freq={fs} Hz is not a positive number")
+            if not MIN_SAMPLE_FREQ <= fs <= MAX_SAMPLE_FREQ:
+                raise FormatError(f"{path}: sample_freq={fs:g} Hz is not a sample rate (expected "
+                                  f"{MIN_SAMPLE_FREQ:g} to {MAX_SAMPLE_FREQ:g} Hz)")
+            if td.shape[0] > MAX_SAMPLES:
+                raise FormatError(f"{path}: 'time_data' declares {td.shape[0]} samples, more than {MAX_SAMPLES:.0e}")
             fr = frame_rate if frame_rate is not None else attr_number(f, "frame_rate", path, DEFAULT_FRAME_RATE)
             if not fr > 0:
                 raise FormatError(f"{path}: frame_rate={fr} is not a positive number")

@@ -235,6 +235,7 @@ def _dataset_sources(d, name: str, path: str, seen: frozenset) -> list[str]:
 
     out = []
     if d.is_virtual:
+        _check_virtual_mapping(d, name, path)
         for vs in d.virtual_sources():
             if vs.file_name == ".":
                 continue
@@ -248,19 +249,107 @@ def _dataset_sources(d, name: str, path: str, seen: frozenset) -> list[str]:
                 continue
             try:
                 with h5py.File(src, "r") as g:
-                    if not isinstance(g.get(vs.dset_name), h5py.Dataset):
+                    sd = g.get(vs.dset_name)
+                    if not isinstance(sd, h5py.Dataset):
                         raise FormatError(f"{path}: virtual dataset '{name}' reads {vs.dset_name!r} from "
                                           f"{src!r}, which has no such dataset")
+                    _check_source_extent(vs, sd, name, path, src)
                     out += h5_sources(g, src, seen)
             except OSError as exc:
                 raise FormatError(f"{path}: virtual dataset '{name}' reads {src!r}, which is not a readable "
                                   f"HDF5 file ({_first_line(exc)})") from None
-    for ext_name, _, _ in d.external or ():
+    if d.external:
+        out += _external_storage(d, name, path)
+    return out
+
+
+MAX_VIRTUAL_SOURCES = 4096
+_UNLIMITED = (1 << 64) - 1
+
+
+def _check_virtual_mapping(d, name: str, path: str) -> None:
+    """Refuse a virtual dataset whose mappings do not cover every one of its values (HDF5 would
+    fill the rest with zeros, and a billion unmapped rows take minutes to invent)."""
+    import numpy as np
+
+    try:
+        maps = d.virtual_sources()
+    except Exception as exc:                         # noqa: BLE001 - h5py raises many kinds here
+        raise FormatError(f"{path}: virtual dataset '{name}': cannot read its mapping ({_first_line(exc)})") from None
+    if len(maps) > MAX_VIRTUAL_SOURCES:
+        raise FormatError(f"{path}: virtual dataset '{name}' has {len(maps)} mappings, more than "
+                          f"{MAX_VIRTUAL_SOURCES}; refused")
+    lows, highs, total = [], [], 0
+    for vs in maps:
+        try:
+            lo, hi = vs.vspace.get_select_bounds()
+            npts = vs.vspace.get_select_npoints()
+        except Exception as exc:                     # noqa: BLE001
+            raise FormatError(f"{path}: virtual dataset '{name}': a mapping cannot be checked "
+                              f"({_first_line(exc)})") from None
+        box = 1
+        for a, b in zip(lo, hi):
+            box *= b - a + 1
+        if npts != box or any(b >= n for b, n in zip(hi, d.shape)):
+            raise FormatError(f"{path}: virtual dataset '{name}' maps a selection that is not a block "
+                              "inside its shape; refused")
+        lows.append(lo)
+        highs.append(hi)
+        total += box
+    if lows:
+        lo_a, hi_a = np.array(lows, dtype=object), np.array(highs, dtype=object)
+        for i in range(len(lows) - 1):
+            if np.all((lo_a[i] <= hi_a[i + 1:]) & (lo_a[i + 1:] <= hi_a[i]), axis=1).any():
+                raise FormatError(f"{path}: virtual dataset '{name}' maps overlapping blocks; refused")
+    size = 1
+    for n in d.shape:
+        size *= n
+    if total < size:
+        raise FormatError(f"{path}: virtual dataset '{name}' of shape {d.shape} maps {total} of its {size} "
+                          "values (HDF5 would fill the rest with zeros); refused")
+
+
+def _check_source_extent(vs, sd, name: str, path: str, src: str) -> None:
+    """The block a virtual dataset reads must lie inside its source dataset, whose storage must
+    hold it (else HDF5 reads zeros)."""
+    from .h5read import check_storage
+
+    try:
+        _, hi = vs.src_space.get_select_bounds()
+    except Exception as exc:                         # noqa: BLE001
+        raise FormatError(f"{path}: virtual dataset '{name}': its source selection in {src!r} cannot be "
+                          f"checked ({_first_line(exc)})") from None
+    if len(hi) != len(sd.shape) or any(b >= n for b, n in zip(hi, sd.shape)):
+        raise FormatError(f"{path}: virtual dataset '{name}' reads beyond the end of {vs.dset_name!r} in "
+                          f"{src!r} (shape {sd.shape}); refused")
+    check_storage(sd, vs.dset_name, src)
+
+
+def _external_storage(d, name: str, path: str) -> list[str]:
+    """The files of a dataset stored externally, resolved as HDF5 does (relative to the current
+    folder), each checked to hold the bytes the dataset reads from it (HDF5 reads zeros past the end
+    of a short file)."""
+    need = d.dtype.itemsize
+    for n in d.shape:
+        need *= n
+    out = []
+    for ext_name, offset, size in d.external:
         ext_name = ext_name.decode() if isinstance(ext_name, bytes) else ext_name
-        src = _resolve_linked(ext_name, path)
-        if src is None:
-            raise FormatError(f"{path}: dataset '{name}' stores its data in {ext_name!r}, which does not exist")
-        out.append(input_file(src, f"external storage of '{name}' in {path!r}"))
+        src = ext_name if os.path.isabs(ext_name) else os.path.join(os.getcwd(), ext_name)
+        if not os.path.lexists(src):
+            raise FormatError(f"{path}: dataset '{name}' stores its data in {ext_name!r}, which does not exist"
+                              + ("" if os.path.isabs(ext_name) else f" (looked for in {os.getcwd()!r}, as "
+                                 "HDF5 does)"))
+        src = input_file(src, f"external storage of '{name}' in {path!r}")
+        take = need if size in (None, _UNLIMITED) else min(need, int(size))
+        held = os.path.getsize(src) - int(offset)
+        if take > 0 and held < take:
+            raise FormatError(f"{path}: dataset '{name}' reads {take} bytes from {ext_name!r} at offset {offset}, "
+                              f"which holds {max(held, 0)}; refused")
+        need -= take
+        out.append(src)
+    if need > 0:
+        raise FormatError(f"{path}: dataset '{name}' declares {need} bytes more than its external files hold")
     return out
 
 

@@ -287,7 +287,11 @@ def _decode_record(buf: bytes, path: str, i: int) -> dict:
             if len(vals[0]) != want:
                 raise FormatError(f"{path}: record {i}: {name}[{j}] holds {len(vals[0])} bytes, "
                                   f"expected {want} for {shape} {np.dtype(dtype).name}")
-            frames.append(np.frombuffer(vals[0], dtype).reshape(shape))
+            frame = np.frombuffer(vals[0], dtype).reshape(shape)
+            if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+                bad = "NaN" if np.isnan(frame).any() else "infinite"
+                raise FormatError(f"{path}: record {i}: {name}[{j}] holds {bad} values")
+            frames.append(frame)
         out[name] = np.stack(frames)
     n = {len(out[k]) for k in shapes}
     if len(n) != 1:
@@ -353,6 +357,8 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
             if groups[key] and any(groups[key][0][k].shape[1:] != rec[k].shape[1:] for k in _FEATURES):
                 raise FormatError(f"{path}: record {i}: frame shapes differ from the earlier records of its sequence")
             groups[key].append(rec)
+    if not groups:
+        raise AcamError(f"the .tfrecord files under {src_dir!r} hold no record; nothing to import")
     _claim_folder(out_dir, src_dir)
     seqs = []
     reps: dict = defaultdict(int)

@@ -405,9 +405,14 @@ def read_crop(crop: Crop, fields=("mfcc", "label")) -> dict:
     out = {}
     with open_h5(crop.file, "sequence file") as f:
         try:
-            return _read_crop(f, crop, fields, out)
+            out = _read_crop(f, crop, fields, out)
         except (KeyError, ValueError, TypeError, OSError) as exc:
             raise FormatError(f"{crop.file}: cannot read crop ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    for name, arr in out.items():            # a NaN would train (and score) silently as garbage
+        if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise FormatError(f"{crop.file}: '{name}' holds NaN or infinite values in frames {crop.start}.."
+                              f"{crop.start + crop.n_frames - 1}")
+    return out
 
 
 def _read_crop(f, crop: Crop, fields, out: dict) -> dict:

@@ -326,7 +326,26 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         done = _finished(out_dir, cfg)
         if done is not None:
             return done
-    return _train(cfg, out_dir, progress, resume, keep)
+    made = not os.path.lexists(out_dir)
+    try:
+        return _train(cfg, out_dir, progress, resume, keep)
+    except BaseException:
+        if made:
+            _remove_empty_run(out_dir)
+        raise
+
+
+def _remove_empty_run(out_dir: str) -> None:
+    """After a failure before any checkpoint, remove the run folder this call made (its config)."""
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        if any(os.path.lexists(os.path.join(out_dir, n)) for n in ("best.pt", "last.pt", "log.csv")):
+            return
+        cfg_file = os.path.join(out_dir, "config.json")
+        if os.path.isfile(cfg_file):
+            os.unlink(cfg_file)
+        os.rmdir(out_dir)
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam over the trainable parameters; L2 ``weight_decay`` only on those :meth:`decayed` names."""
     names = set(model.decayed())

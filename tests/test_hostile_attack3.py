@@ -252,3 +252,129 @@ def test_show_animate_checks_its_path_before_the_png(tmp_path, cube):
     refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", tmp_path / "p.png", "--animate", cube], "cube.h5")
     refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", tmp_path / "p.png", "--animate",
                                tmp_path / "a.xyz"], "a.xyz")
+
+
+# ====================================================== 3. absurd sizes refused before allocation
+def test_simulate_absurd_sizes(tmp_path):
+    out = tmp_path / "o.h5"
+    refuses_cleanly(tmp_path, ["beamform", "simulate", "-o", out, "--duration", "1e9"], "1e+09 s")
+    refuses_cleanly(tmp_path, ["beamform", "simulate", "-o", out, "--sample-rate", "1e300"], "sample_freq")
+    refuses_cleanly(tmp_path, ["beamform", "simulate", "-o", out, "--sample-rate", "1", "--frame-rate", "0.5"],
+                    "sample_freq")
+    refuses_cleanly(tmp_path, ["beamform", "simulate", "-o", out, "--source", "noise@1e6,0,2"], "1000")
+    refuses_cleanly(tmp_path, ["beamform", "simulate", "-o", out, "--room", "shoebox", "--room-dim", "1e6,1e6,3"],
+                    "room_dim")
+    refuses_cleanly(tmp_path, ["beamform", "simulate", "-o", out, "--room", "shoebox", "--array-pos", "1e5,1,1"],
+                    "array_position")
+
+
+def test_raw_file_absurd_sample_freq_and_samples(tmp_path):
+    for fs in (1e300, 1.0, 1e-3):
+        p = raw_file(tmp_path / "raw.h5")
+        with h5py.File(p, "a") as f:
+            f["time_data"].attrs["sample_freq"] = fs
+            f.attrs["sample_freq"] = fs
+            f.attrs["frame_rate"] = min(12.0, fs / 2)
+        refuses_cleanly(tmp_path, ["beamform", "run", p, "-o", tmp_path / "c.h5", *FAST], "sample_freq")
+    big = tmp_path / "big.h5"                    # 2e12 samples declared, none written (chunked)
+    with h5py.File(big, "w") as f:
+        f.create_dataset("time_data", shape=(2 * 10 ** 12, 1), dtype="f4", chunks=(1 << 16, 1))
+        f["time_data"].attrs["sample_freq"] = FS
+        f["mic_positions"] = np.zeros((1, 3))
+    refuses_cleanly(tmp_path, ["beamform", "run", big, "-o", tmp_path / "c.h5", *FAST], "big.h5")
+
+
+def test_array_coordinates_beyond_a_kilometre(tmp_path, raw):
+    csv = tmp_path / "far.csv"
+    csv.write_text("".join(f"{1e6 + i},0,0\n" for i in range(16)))
+    refuses_cleanly(tmp_path, ["beamform", "run", raw, "--array", csv, "-o", tmp_path / "c.h5", *FAST], "1000")
+    p = raw_file(tmp_path / "far.h5")
+    with h5py.File(p, "a") as f:
+        f["mic_positions"][0, 0] = 5e3
+    refuses_cleanly(tmp_path, ["beamform", "run", p, "-o", tmp_path / "c.h5", *FAST], "1000")
+
+
+def test_text_arrays_larger_than_64_mib(tmp_path):
+    for name, head in (("big.csv", b"0,0,0\n"), ("big.xml", b'<?xml version="1.0"?>\n<MicArray name="x">\n')):
+        p = tmp_path / name
+        with open(p, "wb") as f:
+            f.write(head)
+            f.truncate(90 * 10 ** 6)             # sparse: a 90 MB file that costs no disk
+        refuses_cleanly(tmp_path, ["beamform", "geometry", "report", p, "--freqs", "1000,2000"], name, "bytes")
+
+
+# ====================================================== 4. HDF5 storage that does not hold the data
+def _vds(tmp_path, rows, mapped):
+    src = raw_file(tmp_path / "src.h5")
+    with h5py.File(src, "r") as s:
+        pos = s["time_data"].shape, s["mic_positions"][()]
+    layout = h5py.VirtualLayout((rows, 16), np.float32)
+    layout[:mapped] = h5py.VirtualSource("src.h5", "time_data", (6144, 16))[:mapped]
+    with h5py.File(tmp_path / "vds.h5", "w") as f:
+        f.create_virtual_dataset("time_data", layout)
+        f["time_data"].attrs["sample_freq"] = FS
+        f["mic_positions"] = pos[1]
+    return tmp_path / "vds.h5"
+
+
+def test_virtual_dataset_mapping_shorter_than_the_dataset(tmp_path):
+    vds = _vds(tmp_path, 6144, 3000)
+    refuses_cleanly(tmp_path, ["beamform", "run", vds, "-o", tmp_path / "c.h5", *FAST], "vds.h5", "time_data")
+
+
+def test_virtual_dataset_of_a_billion_rows(tmp_path):
+    vds = _vds(tmp_path, 10 ** 9, 6144)
+    r = subprocess.run([sys.executable, "-m", "acam.cli", "beamform", "run", str(vds), "-o", str(tmp_path / "c.h5"),
+                        *FAST], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and not r.stdout.strip(), r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "vds.h5" in lines[0] and "time_data" in lines[0], r.stderr
+    assert not os.path.exists(tmp_path / "c.h5")
+
+
+def test_external_storage_shorter_than_the_dataset(tmp_path, monkeypatch):
+    ext = tmp_path / "samples.bin"
+    ext.write_bytes(np.zeros((3000, 16), "<f4").tobytes())
+    with h5py.File(tmp_path / "ext.h5", "w") as f:
+        f.create_dataset("time_data", shape=(6144, 16), dtype="<f4", external=[("samples.bin", 0, 6144 * 64)])
+        f["time_data"].attrs["sample_freq"] = FS
+        f["mic_positions"] = default_array().positions[:16]
+    os.makedirs(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path / "elsewhere")           # HDF5 looks for samples.bin here: not found
+    refuses_cleanly(tmp_path, ["beamform", "run", tmp_path / "ext.h5", "-o", tmp_path / "c.h5", *FAST],
+                    "samples.bin")
+    monkeypatch.chdir(tmp_path)                         # found, but 3000 rows of 6144
+    refuses_cleanly(tmp_path, ["beamform", "run", tmp_path / "ext.h5", "-o", tmp_path / "c.h5", *FAST],
+                    "samples.bin", "holds")
+
+
+# ================================================================ 5. NaN, inf, negative power
+def test_nan_in_crops(tmp_path):
+    pytest.importorskip("torch")
+    data = fake_dataset(tmp_path / "data", fill=np.nan)
+    refuses_cleanly(tmp_path, ["learn", "train", "--model", "dualcamnet", "--data", data, "-o", tmp_path / "r",
+                               "--epochs", "1", "--crops", "1", "--device", "cpu", "--no-progress"], "nan")
+
+
+def test_inf_in_tfrecord_import(tmp_path):
+    img = np.zeros((36, 48, 12), "<f4")
+    img[3, 4, 5] = np.inf
+    src = tf_dir(tmp_path / "tf", [tf_record(image=img)])
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", src, "-o", tmp_path / "out"], "a.tfrecord", "inf")
+    img[3, 4, 5] = np.nan
+    src = tf_dir(tmp_path / "tf", [tf_record(image=img)])
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", src, "-o", tmp_path / "out"], "a.tfrecord", "nan")
+
+
+def test_empty_tfrecord_folder(tmp_path):
+    os.makedirs(tmp_path / "empty")
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", tmp_path / "empty", "-o", tmp_path / "out"], "empty")
+    src = tf_dir(tmp_path / "tf", [])                        # a record file holding no record
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", src, "-o", tmp_path / "out"], "no record")
+
+
+def test_show_negative_power_cube(tmp_path, cube):
+    with h5py.File(cube, "a") as f:
+        f["cube"][...] = -f["cube"][()]
+    refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", tmp_path / "p.png"], "negative")
+    refuses_cleanly(tmp_path, ["beamform", "show", cube, "--animate", tmp_path / "a.gif"], "negative")
