@@ -168,6 +168,9 @@ def _read_csv(path, name):
 
 
 def _read_npy(path, name):
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":      # a zip (.npz) or anything else under the name .npy
+            raise ValueError("not a NumPy .npy file (no .npy header)")
     arr = np.load(path, mmap_mode="r", allow_pickle=False)   # the header's shape checked against the file
     if arr.dtype.kind not in "iuf" or arr.size > 3 * MAX_MICS:
         raise ValueError(f"holds {arr.dtype} of shape {arr.shape}; expected (n_mics, 3) numbers")

@@ -164,6 +164,42 @@ def read_bytes(path, what: str = "input file", limit: int | None = None, registe
         return f.read()
 
 
+MAX_JSON_DIGITS = 40       # an integer of more digits in a JSON input is refused (no file needs one)
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise ValueError(f"a number of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    if len(text) > 400:
+        raise ValueError(f"a number written with {len(text)} characters")
+    x = float(text)
+    if x in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]}{'...' if len(text) > 20 else ''} is beyond floating point")
+    return x
+
+
+def _json_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(data, path, what: str = "JSON file"):
+    """A JSON document (bytes or text) with finite numbers of sane length only; :class:`FormatError`
+    names ``path`` in one line when it is not (junk, NaN, Infinity, 1e999, a 5000-digit integer,
+    nesting too deep)."""
+    import json
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else _first_line(exc)
+        raise FormatError(f"{path}: not a valid {what} ({reason})") from None
+
+
 def _resolve_linked(name: str, holder: str) -> str | None:
     """Where HDF5 finds a file named inside ``holder``: absolute, beside ``holder``, or in the
     current folder (the library's own search order, without the environment prefixes)."""
@@ -196,14 +232,18 @@ def h5_sources(f, path: str, _seen: frozenset = frozenset()) -> list[str]:
     out: list[str] = []
     seen = _seen | {os.path.realpath(path)}
     for name in names:
-        link = f.get(name, getlink=True)
+        try:
+            link = f.get(name, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                if f.get(name) is None:
+                    raise FormatError(f"{path}: '{name}' is a link to {link.path!r}, which does not exist")
+                continue
+            obj = None if isinstance(link, h5py.ExternalLink) else f.get(name)
+        except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            raise FormatError(f"{path}: '{name}' cannot be followed ({_first_line(exc)}; a loop of links?)") from None
         if isinstance(link, h5py.ExternalLink):
             out += _external_target(link, name, path, seen)
-        elif isinstance(link, h5py.SoftLink):
-            if f.get(name) is None:
-                raise FormatError(f"{path}: '{name}' is a link to {link.path!r}, which does not exist")
         else:
-            obj = f.get(name)
             if isinstance(obj, h5py.Dataset):
                 out += _dataset_sources(obj, name, path, seen)
     out = list(dict.fromkeys(out))

@@ -52,7 +52,7 @@ import numpy as np
 
 from acam.core.errors import AcamError, FormatError
 from acam.core.h5read import attr_number, check_storage, dataset
-from acam.core.safeio import folder_kind, open_h5, read_bytes, register_tree, write_text
+from acam.core.safeio import folder_kind, open_h5, parse_json, read_bytes, register_tree, write_text
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
@@ -167,11 +167,7 @@ def read_manifest(folder: str) -> dict:
         if os.path.isdir(folder) and folder_kind(folder) == "run":
             raise AcamError(f"{folder!r} is a training run folder, not a dataset folder (no {MANIFEST})")
         raise AcamError(f"{folder!r} is not a dataset folder (no {MANIFEST})")
-    try:
-        text = read_bytes(path, "manifest", MAX_MANIFEST, register=False).decode("utf-8")   # updated in place
-        m = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise FormatError(f"{path}: not a valid manifest ({str(exc).splitlines()[0]})") from None
+    m = parse_json(read_bytes(path, "manifest", MAX_MANIFEST, register=False), path, "manifest")  # updated in place
     if not isinstance(m, dict):
         raise FormatError(f"{path}: not a manifest (a JSON object is expected, found {type(m).__name__})")
     if not isinstance(m.get("sequences"), list):
@@ -186,6 +182,13 @@ def read_manifest(folder: str) -> dict:
         if seq["name"] in names:
             raise FormatError(f"{path}: sequence {seq['name']!r} is listed twice")
         names.add(seq["name"])
+    if "actions" in m:
+        acts = m["actions"]
+        top = max((s["action"] for s in m["sequences"]), default=-1)
+        if not isinstance(acts, list) or not all(isinstance(a, str) for a in acts):
+            raise FormatError(f"{path}: 'actions' is not a list of action names")
+        if len(acts) <= top:
+            raise FormatError(f"{path}: 'actions' names {len(acts)} actions, but the sequences use action {top}")
     return m
 
 

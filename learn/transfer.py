@@ -114,6 +114,9 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     tr, va, te = (split == "train"), (split == "val"), (split == "test")
     if not tr.any() or not te.any():
         raise AcamError(f"{data!r}: too few files for train and test splits ({len(items)} files)")
+    if len(labels) < 2 or len(set(y[tr].tolist())) < 2:
+        raise AcamError(f"{data!r}: {len(set(y[tr].tolist()))} class(es) among the training files "
+                        f"({', '.join(labels[:3])}); a classifier needs at least 2")
     scaler = StandardScaler().fit(X[tr])
     best_k, best = None, -1.0
     for k in range(7, 16, 2):

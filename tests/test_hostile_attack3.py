@@ -378,3 +378,76 @@ def test_show_negative_power_cube(tmp_path, cube):
         f["cube"][...] = -f["cube"][()]
     refuses_cleanly(tmp_path, ["beamform", "show", cube, "-o", tmp_path / "p.png"], "negative")
     refuses_cleanly(tmp_path, ["beamform", "show", cube, "--animate", tmp_path / "a.gif"], "negative")
+
+
+# ======================================================= 6. tracebacks that must become one line
+def test_soft_link_loops(tmp_path):
+    loop = tmp_path / "loop.h5"
+    os.symlink(loop, loop)                                   # a file-system link to itself
+    refuses_cleanly(tmp_path, ["beamform", "run", loop, "-o", tmp_path / "c.h5", *FAST], "loop.h5")
+    p = raw_file(tmp_path / "raw.h5")                        # HDF5 soft links pointing at each other
+    with h5py.File(p, "a") as f:
+        f["a"] = h5py.SoftLink("/b")
+        f["b"] = h5py.SoftLink("/a")
+    refuses_cleanly(tmp_path, ["beamform", "run", p, "-o", tmp_path / "c.h5", *FAST], "raw.h5")
+    data = fake_dataset(tmp_path / "data")                   # a sequence file that is a link loop
+    seq = data / "sequences" / "a00_s1_p00_r0.h5"
+    os.unlink(seq)
+    os.symlink(seq, seq)
+    ok(run("dataset", "info", data))                         # counted as not built, no traceback
+    src = tmp_path / "tf"
+    os.makedirs(src)
+    os.symlink(src / "x.tfrecord", src / "x.tfrecord")
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", src, "-o", tmp_path / "out"], "x.tfrecord")
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1" * 5000, "NaN", "Infinity"])
+def test_json_with_huge_numbers(tmp_path, number):
+    data = fake_dataset(tmp_path / "data")
+    text = (data / "manifest.json").read_text()
+    (data / "manifest.json").write_text(text.replace('"n_frames": 12', f'"n_frames": {number}', 1))
+    refuses_cleanly(tmp_path, ["dataset", "info", data], "manifest.json")
+    bench = tmp_path / "b.json"
+    bench.write_text('{"machine": {}, "figures": {"x": {"median": %s}}}' % number)
+    refuses_cleanly(tmp_path, ["bench", "report", bench], "b.json")
+
+
+def test_zip_named_npy(tmp_path, raw):
+    z = tmp_path / "arr.npy"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("positions.npy", b"\x93NUMPY")
+    refuses_cleanly(tmp_path, ["beamform", "run", raw, "--array", z, "-o", tmp_path / "c.h5", *FAST], "arr.npy")
+    refuses_cleanly(tmp_path, ["beamform", "geometry", "report", z, "--freqs", "1000,2000"], "arr.npy")
+
+
+def test_manifest_with_too_few_action_names(tmp_path):
+    data = fake_dataset(tmp_path / "data")
+    m = json.loads((data / "manifest.json").read_text())
+    m["actions"] = ["clap", "knock"]
+    (data / "manifest.json").write_text(json.dumps(m))
+    refuses_cleanly(tmp_path, ["dataset", "info", data], "actions")
+    m["actions"] = "clap"
+    (data / "manifest.json").write_text(json.dumps(m))
+    refuses_cleanly(tmp_path, ["dataset", "info", data], "actions")
+
+
+def test_room_too_large_for_its_rt60(tmp_path):
+    refuses_cleanly(tmp_path, ["beamform", "simulate", "-o", tmp_path / "o.h5", "--room", "shoebox",
+                               "--room-dim", "900,900,900", "--rt60", "0.05", "--duration", "0.1"], "rt60")
+
+
+def test_transfer_with_one_class(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    import scipy.io.wavfile
+
+    data = fake_dataset(tmp_path / "data")
+    student = fake_run(tmp_path / "student", data, "hearnet")
+    rows = []
+    for i in range(10):
+        scipy.io.wavfile.write(tmp_path / f"w{i}.wav", 12288, np.random.default_rng(i).standard_normal(12288)
+                               .astype(np.float32))
+        rows.append(f"w{i}.wav,dog\n")
+    (tmp_path / "one.csv").write_text("".join(rows))
+    refuses_cleanly(tmp_path, ["learn", "transfer", student, "--data", tmp_path / "one.csv", "--seconds", "1"],
+                    "class")
