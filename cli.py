@@ -22,10 +22,11 @@ class _Group(click.Group):
     """A click group that turns library errors into one line and a non-zero exit."""
 
     def invoke(self, ctx):
+        from acam.core.errors import one_line_warnings
         from acam.core.safeio import input_scope
 
         try:
-            with input_scope():     # every file the command reads is remembered: no output replaces one
+            with input_scope(), one_line_warnings():   # inputs remembered (no output replaces one); warnings in one line
                 return super().invoke(ctx)
         except click.UsageError as exc:  # one line instead of usage + hint + error
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""

@@ -171,13 +171,21 @@ class RawRecording:
     def read_frames(self, starts: np.ndarray, frame_len: int, dtype=np.float32) -> np.ndarray:
         """Frames ``[s, s + frame_len)`` for each start, as ``(n_frames, frame_len, n_channels)``.
 
-        Raises :class:`FormatError` when the block holds NaN or infinite samples.
+        Raises :class:`FormatError` when the block holds NaN or infinite samples, or samples beyond
+        :data:`MAX_SAMPLE_VALUE` (their power would overflow float32, or they would when cast).
         """
         lo, hi = int(starts[0]), int(starts[-1]) + frame_len
         block = self.time_data[lo:hi]
-        if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
-            bad = int(np.argwhere(~np.isfinite(block))[0, 0]) + lo
-            raise FormatError(f"{self.path}: 'time_data' holds NaN or infinite values (first at sample {bad})")
+        if block.dtype.kind == "f" and block.size:
+            low, high = block.min(), block.max()          # NaN propagates: one check for all three
+            if not (-MAX_SAMPLE_VALUE <= low and high <= MAX_SAMPLE_VALUE):
+                bad_at = ~np.isfinite(block)
+                if bad_at.any():
+                    bad = int(np.argwhere(bad_at)[0, 0]) + lo
+                    raise FormatError(f"{self.path}: 'time_data' holds NaN or infinite values (first at sample {bad})")
+                bad = int(np.argwhere(np.abs(block) > MAX_SAMPLE_VALUE)[0, 0]) + lo
+                raise FormatError(f"{self.path}: 'time_data' holds a sample of {max(-low, high):.3g} at sample {bad}, "
+                                  f"beyond {MAX_SAMPLE_VALUE:.0e} (its power would overflow float32)")
         block = block.astype(dtype, copy=False)
         if np.all(np.diff(starts) == frame_len):
             return block[: len(starts) * frame_len].reshape(len(starts), frame_len, -1)
@@ -219,6 +227,7 @@ def write_raw(path, time_data: np.ndarray, sample_freq: float, mic_positions: np
 
 
 PAGE = 4096
+MAX_SAMPLE_VALUE = 1e15        # |sample| above this: the cube's power would overflow float32
 F16_MAX = float(np.finfo(np.float16).max)
 
 

@@ -419,26 +419,72 @@ def open_h5(path, what: str = "HDF5 file"):
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
 
 
+NAME_MAX = 255                # bytes in one file name on the usual file systems
+_PART_ROOM = 1 + 1 + 64 + 1 + 10 + 1 + 8 + 5 + 8     # dots, host, pid, random, ".part" and a suffix
+
+
+def _part_stem(base: str) -> str:
+    """``base`` as it appears in its part files' names: shortened, with a digest of the whole name,
+    when the part file's name would be longer than a file name may be (ENAMETOOLONG)."""
+    import hashlib
+
+    room = NAME_MAX - _PART_ROOM
+    if len(base.encode("utf-8", "surrogateescape")) <= room:
+        return base
+    tag = hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    short = base.encode("utf-8", "surrogateescape")[: room - 13].decode("utf-8", "ignore")
+    return f"{short}~{tag}"
+
+
 def part_path(path) -> str:
     """A fresh part-file name beside ``path`` carrying this host and process id."""
     folder, base = os.path.split(os.path.abspath(os.fspath(path)))
-    return os.path.join(folder, f".{base}.{_HOST}.{os.getpid()}.{os.urandom(4).hex()}.part")
+    return os.path.join(folder, f".{_part_stem(base)}.{_HOST}.{os.getpid()}.{os.urandom(4).hex()}.part")
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, since: float | None = None) -> bool:
+    """Whether process ``pid`` still runs: not gone, not a zombie (a dead process its parent has
+    not reaped), and - when ``since`` (the part file's age, seconds since the epoch) is given - not
+    a newer process that was given the same id."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:          # another user's process, or not allowed to ask: alive
-        return True
-    return True
+    except OSError:          # another user's process, or not allowed to ask: alive unless /proc says
+        pass
+    info = _proc_stat(pid)
+    if info is None:
+        return True          # no /proc: trust the signal
+    state, started = info
+    if state in ("Z", "X", "x"):
+        return False
+    return not (since is not None and started is not None and started > since + 2.0)
+
+
+def _proc_stat(pid: int):
+    """(state letter, start time in seconds since the epoch or None) from ``/proc/PID/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    if not fields:
+        return None
+    started = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        ticks = os.sysconf("SC_CLK_TCK")
+        with open("/proc/stat", encoding="ascii") as f:
+            btime = next(int(ln.split()[1]) for ln in f if ln.startswith("btime "))
+        started = btime + int(fields[19]) / ticks
+    return fields[0], started
 
 
 def remove_stale_parts(path) -> list[str]:
-    """Remove the part files of ``path`` whose writer, a process on this host, is gone."""
+    """Remove the part files of ``path`` whose writer, a process on this host, is gone (or a zombie)."""
     folder, base = os.path.split(os.path.abspath(os.fspath(path)))
-    pat = re.compile(r"\." + re.escape(base) + r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part(?:\.[A-Za-z0-9]+)?")
+    pat = re.compile(r"\." + re.escape(_part_stem(base)) +
+                     r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part(?:\.[A-Za-z0-9]+)?")
     removed = []
     try:
         names = os.listdir(folder)
@@ -446,7 +492,13 @@ def remove_stale_parts(path) -> list[str]:
         return removed
     for n in names:
         m = pat.fullmatch(n)
-        if m and m["host"] == _HOST and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+        if not m or m["host"] != _HOST or int(m["pid"]) == os.getpid():
+            continue
+        try:
+            since = os.lstat(os.path.join(folder, n)).st_mtime
+        except OSError:
+            continue
+        if not _pid_alive(int(m["pid"]), since):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, n))
                 removed.append(n)

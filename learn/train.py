@@ -249,9 +249,10 @@ def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_si
     and its logits are averaged over all the crop's frames (the authors' ``reduce_mean`` over 12 x 5),
     computed once and cached beside the teacher, keyed by the crops and the teacher's checkpoint
     (:func:`acam.learn.checkpoint.soft_labels`)."""
-    def compute():
+    def compute(indices=None):
         model, ckpt = load_run(teacher_dir, device)
-        ds = CropDataset(data, run_modality(ckpt), crops, cache=False)
+        some = crops if indices is None else [crops[i] for i in indices]
+        ds = CropDataset(data, run_modality(ckpt), some, cache=False)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
         logits, _, _ = predict_blocks(model, loader, device)
         return torch.from_numpy(logits.reshape(len(logits), -1, logits.shape[-1]).mean(1))

@@ -451,3 +451,92 @@ def test_transfer_with_one_class(tmp_path):
     (tmp_path / "one.csv").write_text("".join(rows))
     refuses_cleanly(tmp_path, ["learn", "transfer", student, "--data", tmp_path / "one.csv", "--seconds", "1"],
                     "class")
+
+
+# ============================================================ 7. part files, caches and warnings
+def test_stale_part_of_a_zombie_or_gone_writer_is_removed(tmp_path, raw):
+    import socket
+    import re as _re
+
+    host = _re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])     # exits; never waited for: a zombie
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()                                                     # exits and is reaped: gone
+    import time
+
+    for _ in range(100):
+        with open(f"/proc/{zombie.pid}/stat") as f:
+            if f.read().split(") ")[1].startswith("Z"):
+                break
+        time.sleep(0.05)
+    stale = [tmp_path / f".c.h5.{host}.{p.pid}.{'ab' * 4}.part" for p in (zombie, gone)]
+    for s in stale:
+        s.write_bytes(b"x" * 1000)
+    try:
+        ok(run("beamform", "run", raw, "-o", tmp_path / "c.h5", *FAST))
+        assert not [s for s in stale if s.exists()], os.listdir(tmp_path)
+    finally:
+        zombie.wait()
+
+
+def test_very_long_output_name(tmp_path, raw):
+    name = "c" * 240 + ".h5"                                   # fits a name (255), not its part file
+    ok(run("beamform", "run", raw, "-o", tmp_path / name, *FAST))
+    assert (tmp_path / name).is_file() and not [n for n in os.listdir(tmp_path) if n.endswith(".part")]
+    png = "p" * 250 + ".png"
+    ok(run("beamform", "show", tmp_path / name, "-o", tmp_path / png))
+    assert (tmp_path / png).is_file()
+
+
+def test_poisoned_soft_label_cache_is_replaced(tmp_path):
+    torch = pytest.importorskip("torch")
+    data = fake_dataset(tmp_path / "data")
+    teacher = fake_run(tmp_path / "t", data)
+    common = ["--student", "hearnet", "--teacher", teacher, "--data", data, "--epochs", "1", "--crops", "1",
+              "--device", "cpu", "--no-progress"]
+    ok(run("learn", "distill", *common, "-o", tmp_path / "s1"))
+    (cache,) = [teacher / n for n in os.listdir(teacher) if n.startswith("soft_")]
+    good = torch.load(cache, weights_only=True)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    poisons = [Payload(), torch.zeros_like(good), good + 3.0, torch.full_like(good, float("nan")), good[:1]]
+    for i, poison in enumerate(poisons):
+        torch.save(poison, cache)
+        r = run("learn", "distill", *common, "-o", tmp_path / f"s{i + 2}")
+        ok(r)
+        assert not (tmp_path / "pwned").exists()
+        notes = [ln for ln in r.output.splitlines() if "soft-label cache" in ln]
+        assert len(notes) == 1, r.output
+        assert torch.allclose(torch.load(cache, weights_only=True), good, atol=1e-5)   # replaced
+
+
+@pytest.mark.filterwarnings("always")
+def test_python_warnings_are_one_line(tmp_path, cube, monkeypatch):
+    from acam.beamform import plot
+
+    real = plot.show_figure
+
+    def noisy(*a, **k):
+        warnings.warn("something odd\nspanning two lines", RuntimeWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(plot, "show_figure", noisy)
+    r = run("beamform", "show", cube, "-o", tmp_path / "p.png")
+    ok(r)
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("warning: something odd"), r.output
+    assert "warnings.warn" not in r.output and "RuntimeWarning:" not in r.output
+
+
+def test_samples_beyond_float32_power(tmp_path):
+    x = np.random.default_rng(0).standard_normal((6144, 16))
+    x[100, 3] = 1e300                                          # float64: inf once cast to float32
+    write_raw(tmp_path / "big.h5", x, FS, default_array().positions[:16], 12.0)
+    refuses_cleanly(tmp_path, ["beamform", "run", tmp_path / "big.h5", "-o", tmp_path / "c.h5", *FAST],
+                    "big.h5", "sample 100")
+    write_raw(tmp_path / "loud.h5", (x[:, :] * 0 + 1e20).astype(np.float32), FS, default_array().positions[:16])
+    refuses_cleanly(tmp_path, ["beamform", "run", tmp_path / "loud.h5", "-o", tmp_path / "c.h5", *FAST],
+                    "loud.h5")
