@@ -352,14 +352,20 @@ def _check_virtual_mapping(d, name: str, path: str) -> None:
 def _check_source_extent(vs, sd, name: str, path: str, src: str) -> None:
     """The block a virtual dataset reads must lie inside its source dataset, whose storage must
     hold it (else HDF5 reads zeros)."""
+    import h5py
+
     from .h5read import check_storage
 
     try:
-        _, hi = vs.src_space.get_select_bounds()
+        if vs.src_space.get_select_type() == h5py.h5s.SEL_ALL:     # the whole source, as large as it is
+            short = sd.size < vs.vspace.get_select_npoints()
+        else:
+            _, hi = vs.src_space.get_select_bounds()
+            short = len(hi) != len(sd.shape) or any(b >= n for b, n in zip(hi, sd.shape))
     except Exception as exc:                         # noqa: BLE001
         raise FormatError(f"{path}: virtual dataset '{name}': its source selection in {src!r} cannot be "
                           f"checked ({_first_line(exc)})") from None
-    if len(hi) != len(sd.shape) or any(b >= n for b, n in zip(hi, sd.shape)):
+    if short:
         raise FormatError(f"{path}: virtual dataset '{name}' reads beyond the end of {vs.dset_name!r} in "
                           f"{src!r} (shape {sd.shape}); refused")
     check_storage(sd, vs.dset_name, src)

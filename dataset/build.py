@@ -153,20 +153,20 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
         raise AcamError(f"physics={physics!r} must be one of {', '.join(map(str, ph.PHYSICS_VERSIONS))}")
     if sounds is not None and physics != 2:
         raise AcamError("sounds (recordings) need physics=2")
+    folder = os.fspath(folder)
+    _check_output_folder(folder, sounds)                  # before anything is read or made
     user = UserSounds(sounds) if sounds is not None else None
     p = PRESETS[preset]
     threads = local_threads(workers, scheduler)           # also checks --workers
     backend.check_gpu_workers(device, local_workers(workers, scheduler))
-    folder = os.fspath(folder)
     manifest = plan(p, seed, physics, user)
     names = {s["name"] for s in manifest["sequences"]}
     unknown = sorted(set(only or ()) - names)
     if unknown:
         raise AcamError(f"only={unknown[:3]}: no such sequence in preset {preset} (names look like "
                         f"{manifest['sequences'][0]['name']})")
-    _check_output_folder(folder, sounds)
-    made = [p for p in (folder, os.path.join(folder, "sequences"), os.path.join(folder, MANIFEST))
-            if not os.path.lexists(p)]
+    made = [x for x in (folder, os.path.join(folder, "sequences"), os.path.join(folder, MANIFEST))
+            if not os.path.lexists(x)]
     try:
         return _build(folder, manifest, p, seed, preset, cubes, keep_raw, device, threads, physics, sounds, only,
                       limit, scheduler, workers, retries, progress, echo)

@@ -199,6 +199,14 @@ def test_learn_output_into_a_dataset_folder(tmp_path):
     refuses_cleanly(tmp_path, ["learn", "train", "--data", data, "-o", data, *common], "dataset")
     refuses_cleanly(tmp_path, ["learn", "train", "--data", data, "-o", data / "sequences", *common], "dataset")
     refuses_cleanly(tmp_path, ["learn", "train", "--data", data, "-o", other, *common], "dataset")
+    teacher = fake_run(tmp_path / "t", data)                 # a student written over its teacher's best.pt
+    refuses_cleanly(tmp_path, ["learn", "distill", "--teacher", teacher, "--student", "hearnet", "--data", data,
+                               "-o", teacher, "--epochs", "1", "--crops", "1", "--device", "cpu", "--no-progress"],
+                    "teacher run folder")
+    sounds = tmp_path / "sounds"                             # a dataset built into its folder of recordings
+    os.makedirs(sounds / "0")
+    refuses_cleanly(tmp_path, ["dataset", "build", "-o", sounds / "ds", "--sounds", sounds, "--no-progress"],
+                    "folder of recordings")
 
 
 def test_import_tfrecord_output_inside_its_source(tmp_path):
@@ -320,6 +328,16 @@ def _vds(tmp_path, rows, mapped):
 def test_virtual_dataset_mapping_shorter_than_the_dataset(tmp_path):
     vds = _vds(tmp_path, 6144, 3000)
     refuses_cleanly(tmp_path, ["beamform", "run", vds, "-o", tmp_path / "c.h5", *FAST], "vds.h5", "time_data")
+    short = raw_file(tmp_path / "short.h5", n=3000)       # the whole of a source that is shorter than declared
+    layout = h5py.VirtualLayout((6144, 16), np.float32)
+    layout[:] = h5py.VirtualSource("short.h5", "time_data", (6144, 16))
+    with h5py.File(tmp_path / "whole.h5", "w") as f:
+        f.create_virtual_dataset("time_data", layout)
+        f["time_data"].attrs["sample_freq"] = FS
+        f["mic_positions"] = default_array().positions[:16]
+    assert short.exists()
+    refuses_cleanly(tmp_path, ["beamform", "run", tmp_path / "whole.h5", "-o", tmp_path / "c.h5", *FAST],
+                    "whole.h5", "short.h5")
 
 
 def test_virtual_dataset_of_a_billion_rows(tmp_path):
