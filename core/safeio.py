@@ -186,7 +186,7 @@ def _json_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def parse_json(data, path, what: str = "JSON file"):
+def parse_json(data, path, what: str = "valid JSON file"):
     """A JSON document (bytes or text) with finite numbers of sane length only; :class:`FormatError`
     names ``path`` in one line when it is not (junk, NaN, Infinity, 1e999, a 5000-digit integer,
     nesting too deep)."""
@@ -197,7 +197,7 @@ def parse_json(data, path, what: str = "JSON file"):
         return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else _first_line(exc)
-        raise FormatError(f"{path}: not a valid {what} ({reason})") from None
+        raise FormatError(f"{path}: not a {what} ({reason})") from None
 
 
 def _resolve_linked(name: str, holder: str) -> str | None:

@@ -167,7 +167,7 @@ def read_manifest(folder: str) -> dict:
         if os.path.isdir(folder) and folder_kind(folder) == "run":
             raise AcamError(f"{folder!r} is a training run folder, not a dataset folder (no {MANIFEST})")
         raise AcamError(f"{folder!r} is not a dataset folder (no {MANIFEST})")
-    m = parse_json(read_bytes(path, "manifest", MAX_MANIFEST, register=False), path, "manifest")  # updated in place
+    m = parse_json(read_bytes(path, "manifest", MAX_MANIFEST, register=False), path, "valid manifest")  # updated in place
     if not isinstance(m, dict):
         raise FormatError(f"{path}: not a manifest (a JSON object is expected, found {type(m).__name__})")
     if not isinstance(m.get("sequences"), list):
