@@ -359,6 +359,8 @@ def check_source_positions(arr: np.ndarray, path) -> None:
                           "or (n_sources, n_frames, 3)")
     if not np.all(np.isfinite(arr)):
         raise FormatError(f"{path}: 'source_positions' holds NaN or infinite values")
+    if arr.size and float(np.abs(arr).max()) > 1000.0:
+        raise FormatError(f"{path}: 'source_positions' reach {float(np.abs(arr).max()):.3g} m, more than 1000 m")
 CUBE_DIMENSIONS = (("frame", "frame_time", "s", "start of each frame (time of its first sample)"),
                    ("row", "row_y", "m", "y (up) of the row's look points on the focus plane; row 0 = top"),
                    ("col", "col_x", "m", "x (right) of the column's look points on the focus plane"),

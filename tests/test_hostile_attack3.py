@@ -300,6 +300,13 @@ def test_array_coordinates_beyond_a_kilometre(tmp_path, raw):
     with h5py.File(p, "a") as f:
         f["mic_positions"][0, 0] = 5e3
     refuses_cleanly(tmp_path, ["beamform", "run", p, "-o", tmp_path / "c.h5", *FAST], "1000")
+    p = raw_file(tmp_path / "src.h5")
+    with h5py.File(p, "a") as f:
+        f["source_positions"] = np.array([[1e30, 0.0, 2.0]])
+    refuses_cleanly(tmp_path, ["beamform", "run", p, "-o", tmp_path / "c.h5", *FAST], "source_positions")
+    refuses_cleanly(tmp_path, ["beamform", "run", raw, "-o", tmp_path / "c.h5", "--focus", "1e9", *FAST], "focus")
+    refuses_cleanly(tmp_path, ["beamform", "run", raw, "-o", tmp_path / "c.h5", "--speed-of-sound", "1e-30",
+                               *FAST], "speed_of_sound")
 
 
 def test_text_arrays_larger_than_64_mib(tmp_path):
