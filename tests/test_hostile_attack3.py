@@ -476,6 +476,10 @@ def test_transfer_with_one_class(tmp_path):
     (tmp_path / "one.csv").write_text("".join(rows))
     refuses_cleanly(tmp_path, ["learn", "transfer", student, "--data", tmp_path / "one.csv", "--seconds", "1"],
                     "class")
+    (tmp_path / "bytes.csv").write_bytes(b"w0.wav,\xff\xfe\n")                  # not UTF-8
+    refuses_cleanly(tmp_path, ["learn", "transfer", student, "--data", tmp_path / "bytes.csv"], "bytes.csv")
+    (tmp_path / "split.csv").write_text("w0.wav,dog,tarin\nw1.wav,cat,test\n")    # a split that is none
+    refuses_cleanly(tmp_path, ["learn", "transfer", student, "--data", tmp_path / "split.csv"], "tarin")
 
 
 # ============================================================ 7. part files, caches and warnings
