@@ -22,10 +22,11 @@ class _Group(click.Group):
     """A click group that turns library errors into one line and a non-zero exit."""
 
     def invoke(self, ctx):
+        from acam.core.errors import one_line_warnings
         from acam.core.safeio import input_scope
 
         try:
-            with input_scope():     # every file the command reads is remembered: no output replaces one
+            with input_scope(), one_line_warnings():   # inputs remembered (no output replaces one); warnings in one line
                 return super().invoke(ctx)
         except click.UsageError as exc:  # one line instead of usage + hint + error
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
@@ -298,7 +299,7 @@ def show_cmd(cube, output, frame, band, dyn_range, absolute, video, animation, f
         raise click.BadParameter(f"{band!r}: need 0 <= LO < HI", param_hint="--band")
     if animation is None or output is not None:
         output = output or os.path.splitext(cube)[0] + ".png"
-        info = show_cube(cube, output, frame, (lo, hi), dyn_range, video, absolute=absolute)
+        info = show_cube(cube, output, frame, (lo, hi), dyn_range, video, absolute=absolute, animation=animation)
         click.echo(f"wrote {output}: peak at {info['text']}")
     if animation is not None:
         from acam.beamform.animate import animate_cube
@@ -489,7 +490,7 @@ def dataset_diagnose(folder, output, limit, device):
     source-pixel SNR and SIR, levels, the rendered RT60, per scenario and action."""
     from acam.dataset.diagnose import diagnose, format_table, write
 
-    report = diagnose(folder, limit, device, progress=lambda name: click.echo(f"  {name}", err=True))
+    report = diagnose(folder, limit, device, progress=lambda name: click.echo(f"  {name}", err=True), output=output)
     click.echo(format_table(report))
     if output:
         png = write(report, output)

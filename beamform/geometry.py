@@ -32,6 +32,8 @@ from ..core.resources import check_allocation
 from ..core.safeio import atomic_output, input_file, write_text
 
 DEFAULT_ARRAY_FILE = "acam128.xml"
+MAX_METRES = 1000.0            # no coordinate of a microphone, a source or a room beyond this
+MAX_TEXT_BYTES = 64 << 20      # a text array file (.csv, .xml) larger than this is refused unread
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +61,10 @@ class ArrayGeometry:
             raise FormatError(f"microphone positions have shape {pos.shape}; expected (n_mics, 3)")
         if not np.all(np.isfinite(pos)):
             raise FormatError("microphone positions contain NaN or infinite values")
+        far = float(np.abs(pos).max())
+        if far > MAX_METRES:
+            raise FormatError(f"microphone positions reach {far:g} m from the array centre, more than "
+                              f"{MAX_METRES:g} m (positions are metres)")
         pos.setflags(write=False)
         object.__setattr__(self, "positions", pos)
         object.__setattr__(self, "digest", digest("ArrayGeometry", pos))
@@ -125,7 +131,14 @@ class ArrayGeometry:
 MAX_MICS = 1 << 20
 
 
+def _check_text_size(path) -> None:
+    size = os.path.getsize(path)
+    if size > MAX_TEXT_BYTES:
+        raise ValueError(f"{size} bytes is more than the {MAX_TEXT_BYTES} bytes an array file may hold")
+
+
 def _read_xml(path, name):
+    _check_text_size(path)
     root = ET.parse(path).getroot()
     pts = [[float(p.get(a, 0.0)) for a in ("x", "y", "z")] for p in root.iter("pos")]
     return np.array(pts, float).reshape(-1, 3), root.get("name", name)
@@ -140,8 +153,7 @@ def _is_number(tok: str) -> bool:
 
 
 def _read_csv(path, name):
-    if os.path.getsize(path) > 64 * MAX_MICS:
-        raise ValueError(f"{os.path.getsize(path)} bytes is too large for an array file")
+    _check_text_size(path)
     with open(path, encoding="utf-8") as fh:
         rows = [ln for ln in fh.read().splitlines() if ln.strip()]
     if rows and not all(_is_number(t) for t in rows[0].split(",")):
@@ -156,6 +168,9 @@ def _read_csv(path, name):
 
 
 def _read_npy(path, name):
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":      # a zip (.npz) or anything else under the name .npy
+            raise ValueError("not a NumPy .npy file (no .npy header)")
     arr = np.load(path, mmap_mode="r", allow_pickle=False)   # the header's shape checked against the file
     if arr.dtype.kind not in "iuf" or arr.size > 3 * MAX_MICS:
         raise ValueError(f"holds {arr.dtype} of shape {arr.shape}; expected (n_mics, 3) numbers")

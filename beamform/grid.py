@@ -48,6 +48,8 @@ class CameraGrid:
                 raise AcamError(f"{name}={v} degrees must be between 0 and 180")
         if not (self.focus > 0 and math.isfinite(self.focus)):
             raise AcamError(f"focus={self.focus} m must be a positive distance")
+        if self.focus > 1000.0:
+            raise AcamError(f"focus={self.focus:g} m is more than 1000 m away")
         object.__setattr__(self, "digest", digest("CameraGrid", self.rows, self.cols, self.hfov,
                                                   self.vfov, self.focus))
 

@@ -42,6 +42,7 @@ from ..core.h5read import attr_number, attr_text, check_storage, dataset as chec
 from ..core.resources import check_allocation
 from ..core.safeio import atomic_output, h5_output, open_h5, register_input, reserve
 from .geometry import ArrayGeometry
+from .simulate import MAX_SAMPLE_FREQ, MAX_SAMPLES, MIN_SAMPLE_FREQ
 from .sensor import FRAME_RATE
 
 __all__ = ["atomic_output", "RawRecording", "write_raw", "CubeWriter", "Cube", "aligned_empty"]
@@ -94,8 +95,11 @@ class RawRecording:
             if fs is None:
                 raise FormatError(f"{path}: sample rate missing (attribute 'sample_freq' on "
                                   "'time_data' or the root)")
-            if not fs > 0:
-                raise FormatError(f"{path}: sample_freq={fs} Hz is not a positive number")
+            if not MIN_SAMPLE_FREQ <= fs <= MAX_SAMPLE_FREQ:
+                raise FormatError(f"{path}: sample_freq={fs:g} Hz is not a sample rate (expected "
+                                  f"{MIN_SAMPLE_FREQ:g} to {MAX_SAMPLE_FREQ:g} Hz)")
+            if td.shape[0] > MAX_SAMPLES:
+                raise FormatError(f"{path}: 'time_data' declares {td.shape[0]} samples, more than {MAX_SAMPLES:.0e}")
             fr = frame_rate if frame_rate is not None else attr_number(f, "frame_rate", path, DEFAULT_FRAME_RATE)
             if not fr > 0:
                 raise FormatError(f"{path}: frame_rate={fr} is not a positive number")
@@ -167,13 +171,21 @@ class RawRecording:
     def read_frames(self, starts: np.ndarray, frame_len: int, dtype=np.float32) -> np.ndarray:
         """Frames ``[s, s + frame_len)`` for each start, as ``(n_frames, frame_len, n_channels)``.
 
-        Raises :class:`FormatError` when the block holds NaN or infinite samples.
+        Raises :class:`FormatError` when the block holds NaN or infinite samples, or samples beyond
+        :data:`MAX_SAMPLE_VALUE` (their power would overflow float32, or they would when cast).
         """
         lo, hi = int(starts[0]), int(starts[-1]) + frame_len
         block = self.time_data[lo:hi]
-        if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
-            bad = int(np.argwhere(~np.isfinite(block))[0, 0]) + lo
-            raise FormatError(f"{self.path}: 'time_data' holds NaN or infinite values (first at sample {bad})")
+        if block.dtype.kind == "f" and block.size:
+            low, high = block.min(), block.max()          # NaN propagates: one check for all three
+            if not (-MAX_SAMPLE_VALUE <= low and high <= MAX_SAMPLE_VALUE):
+                bad_at = ~np.isfinite(block)
+                if bad_at.any():
+                    bad = int(np.argwhere(bad_at)[0, 0]) + lo
+                    raise FormatError(f"{self.path}: 'time_data' holds NaN or infinite values (first at sample {bad})")
+                bad = int(np.argwhere(np.abs(block) > MAX_SAMPLE_VALUE)[0, 0]) + lo
+                raise FormatError(f"{self.path}: 'time_data' holds a sample of {max(-low, high):.3g} at sample {bad}, "
+                                  f"beyond {MAX_SAMPLE_VALUE:.0e} (its power would overflow float32)")
         block = block.astype(dtype, copy=False)
         if np.all(np.diff(starts) == frame_len):
             return block[: len(starts) * frame_len].reshape(len(starts), frame_len, -1)
@@ -215,6 +227,7 @@ def write_raw(path, time_data: np.ndarray, sample_freq: float, mic_positions: np
 
 
 PAGE = 4096
+MAX_SAMPLE_VALUE = 1e15        # |sample| above this: the cube's power would overflow float32
 F16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -346,6 +359,8 @@ def check_source_positions(arr: np.ndarray, path) -> None:
                           "or (n_sources, n_frames, 3)")
     if not np.all(np.isfinite(arr)):
         raise FormatError(f"{path}: 'source_positions' holds NaN or infinite values")
+    if arr.size and float(np.abs(arr).max()) > 1000.0:
+        raise FormatError(f"{path}: 'source_positions' reach {float(np.abs(arr).max()):.3g} m, more than 1000 m")
 CUBE_DIMENSIONS = (("frame", "frame_time", "s", "start of each frame (time of its first sample)"),
                    ("row", "row_y", "m", "y (up) of the row's look points on the focus plane; row 0 = top"),
                    ("col", "col_x", "m", "x (right) of the column's look points on the focus plane"),
@@ -449,5 +464,10 @@ class Cube:
         check_allocation(2 * np.prod(self.cube.shape[1:3]) * sel.size * 8, f"a frame of {self.path}")
         idx = range(n)[frames] if isinstance(frames, slice) else list(frames)
         for t in idx:
-            out.append(self.cube[t, :, :, sel[0]:sel[-1] + 1].astype(np.float64).sum(-1))
+            e = self.cube[t, :, :, sel[0]:sel[-1] + 1].astype(np.float64).sum(-1)
+            low = float(e.min()) if e.size else 0.0
+            if low < 0:                     # NaN passes here; the callers name it
+                raise FormatError(f"{self.path}: frame {t} holds negative power ({low:.3g}); a cube holds "
+                                  "power, 0 or more")
+            out.append(e)
         return np.array(out).reshape(len(out), *self.cube.shape[1:3])

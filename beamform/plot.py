@@ -385,8 +385,11 @@ def show_figure(cube_path, frame: int | None = None, band=DISPLAY_BAND, dynamic_
 
 @reads_inputs
 def show_cube(cube_path, out_path, frame: int | None = None, band=DISPLAY_BAND, dynamic_range: float = 15.0,
-              video: str | None = None, dpi: int = 110, absolute: bool = False) -> dict:
+              video: str | None = None, dpi: int = 110, absolute: bool = False, animation=None) -> dict:
     """Draw the band energy of a cube as a heat map over its video frame; write a PNG.
+
+    ``animation``: the path an animation of the same cube will be written to next; it is checked
+    (name, folder, not an input, not the PNG's path) before the PNG is written.
 
     Parameters
     ----------
@@ -407,6 +410,14 @@ def show_cube(cube_path, out_path, frame: int | None = None, band=DISPLAY_BAND, 
     focus plane), ``level_db`` and ``level`` (text with its reference), ``text`` (one line).
     """
     check_output(out_path)                # before drawing: a folder, a FIFO or an input is refused
+    if animation is not None:             # the animation's path too, before the PNG is written
+        from .animate import _writer_for
+
+        _writer_for(animation)
+        check_output(animation, protect=(os.fspath(cube_path),))
+        if os.path.abspath(os.fspath(animation)) == os.path.abspath(os.fspath(out_path)) or (
+                os.path.exists(out_path) and os.path.exists(animation) and os.path.samefile(out_path, animation)):
+            raise AcamError(f"the picture and the animation are both {os.fspath(out_path)!r}; give two paths")
     hm, peak = show_figure(cube_path, frame, band, dynamic_range, video, absolute, dpi)
     save_png(hm.fig, out_path, protect=(os.fspath(cube_path),))
     return {"peak": (peak.row, peak.col), "azimuth_deg": peak.azimuth, "elevation_deg": peak.elevation,

@@ -22,10 +22,12 @@ from ..core.checks import number, positive
 from ..core.errors import AcamError
 from ..core.resources import check_allocation
 from ..core.safeio import input_file
-from .geometry import ArrayGeometry, default_array
+from .geometry import MAX_METRES, ArrayGeometry, default_array
 from .sensor import SAMPLE_FREQ, SPEED_OF_SOUND
 
 KINDS = ("noise", "tone", "chirp", "burst", "wav")
+MIN_SAMPLE_FREQ, MAX_SAMPLE_FREQ = 100.0, 10e6     # Hz
+MAX_SAMPLES = 10 ** 12
 MAX_ORDER = 50          # image-source order; the count of images grows as its cube
 
 
@@ -113,6 +115,8 @@ class SourceSpec:
             raise AcamError(f"source frequency {self.freq} Hz must lie between 0 and Nyquist ({fs / 2} Hz)")
         if len(self.position) != 3 or not all(math.isfinite(c) for c in self.position):
             raise AcamError(f"source position {self.position} is not three finite numbers")
+        if max(abs(c) for c in self.position) > MAX_METRES:
+            raise AcamError(f"source position {self.position} lies more than {MAX_METRES:g} m from the array")
         number("source amplitude", self.amplitude, lo=0)
         if self.kind == "wav":
             input_file(self.path, "WAV file")
@@ -216,7 +220,7 @@ class Scene:
         if self.room not in ("anechoic", "shoebox"):
             raise AcamError(f"room={self.room!r} must be 'anechoic' or 'shoebox'")
         positive("duration", self.duration)
-        positive("sample_freq", self.sample_freq)
+        number("sample_freq", self.sample_freq, lo=MIN_SAMPLE_FREQ, hi=MAX_SAMPLE_FREQ)
         positive("frame_rate", self.frame_rate)
         if self.frame_rate > self.sample_freq:
             raise AcamError(f"frame_rate={self.frame_rate} is higher than sample_freq={self.sample_freq} Hz")
@@ -228,17 +232,24 @@ class Scene:
         for s in self.sources:
             s.validate(self.sample_freq)
         n = self.duration * self.sample_freq
+        if n > MAX_SAMPLES:
+            raise AcamError(f"duration={self.duration:g} s at {self.sample_freq:g} Hz is {n:.3g} samples, more "
+                            f"than {MAX_SAMPLES:.0e}")
         check_allocation(4 * 8 * n * (n_mics + len(self.sources)), f"a {self.duration:g} s recording of {n_mics} "
                          f"microphones at {self.sample_freq:g} Hz")
         if self.room == "shoebox":
             if len(self.room_dim) != 3 or not all(math.isfinite(x) and x > 0 for x in self.room_dim):
                 raise AcamError(f"room_dim={self.room_dim} must be three positive lengths")
+            if max(self.room_dim) > MAX_METRES:
+                raise AcamError(f"room_dim={self.room_dim}: a side longer than {MAX_METRES:g} m")
             positive("rt60", self.rt60)
             if self.absorption is not None and not 0 < self.absorption <= 1:
                 raise AcamError(f"absorption={self.absorption} must lie in (0, 1]")
             if self.array_position is not None and (len(self.array_position) != 3 or not all(
                     math.isfinite(x) for x in self.array_position)):
                 raise AcamError(f"array_position={self.array_position} must be three finite numbers")
+            if self.array_position is not None and max(abs(x) for x in self.array_position) > MAX_METRES:
+                raise AcamError(f"array_position={self.array_position}: more than {MAX_METRES:g} m away")
 
 
 def to_room(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -294,7 +305,12 @@ def simulate(scene: Scene, geometry: ArrayGeometry | None = None, extra_points=N
         if scene.absorption is not None:
             absorption, order = scene.absorption, 10
         else:
-            absorption, order = pra.inverse_sabine(scene.rt60, dim)
+            try:
+                absorption, order = pra.inverse_sabine(scene.rt60, dim)
+            except ValueError:
+                raise AcamError(f"rt60={scene.rt60:g} s cannot be reached in a {tuple(dim)} m room (the walls "
+                                "would absorb more than all the sound); raise rt60, shrink the room or give "
+                                "absorption") from None
             order = min(order, scene.max_order_cap)
         order = scene.max_order if scene.max_order is not None else order
         room = pra.ShoeBox(dim, fs=int(fs), materials=pra.Material(absorption), max_order=int(order))

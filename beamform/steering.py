@@ -149,6 +149,8 @@ class SteeringSpec:
             raise AcamError(f"sample_freq={self.sample_freq} Hz must be positive")
         if not (self.speed_of_sound > 0 and math.isfinite(self.speed_of_sound)):
             raise AcamError(f"speed_of_sound={self.speed_of_sound} m/s must be positive")
+        if not 10.0 <= self.speed_of_sound <= 1e5:
+            raise AcamError(f"speed_of_sound={self.speed_of_sound:g} m/s is not a speed of sound (10 to 100000 m/s)")
         w = np.ones(self.geometry.n_mics) if self.weights is None else np.array(self.weights, float)
         if w.shape != (self.geometry.n_mics,):
             raise AcamError(f"{w.size} weights do not fit {self.geometry.n_mics} microphones")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from acam.core.errors import FormatError
-from acam.core.safeio import atomic_output, check_output, read_bytes, reads_inputs, write_text
+from acam.core.safeio import atomic_output, check_output, parse_json, read_bytes, reads_inputs, write_text
 
 KEY_FIGURES = [
     ("peak.cpu_gemm_gflops", "CPU complex64 GEMM peak", "GFLOP/s"),
@@ -28,10 +27,7 @@ MAX_JSON = 64 << 20
 
 def load(path: str) -> dict:
     """A benchmark JSON document, checked for the layout the report reads."""
-    try:
-        doc = json.loads(read_bytes(path, "benchmark file", MAX_JSON).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise FormatError(f"{path}: not a benchmark JSON file ({str(exc).splitlines()[0]})") from None
+    doc = parse_json(read_bytes(path, "benchmark file", MAX_JSON), path, "benchmark JSON file")
     if not isinstance(doc, dict) or not isinstance(doc.get("figures"), dict) or not isinstance(doc.get("machine"), dict):
         raise FormatError(f"{path}: not a benchmark JSON file (an object with 'figures' and 'machine' objects)")
     for key, fig in doc["figures"].items():

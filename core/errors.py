@@ -12,3 +12,31 @@ class AcamError(Exception):
 
 class FormatError(AcamError):
     """A file exists but does not follow the documented layout (missing dataset, wrong shape...)."""
+
+
+def one_line_warnings():
+    """A context manager under which every Python warning shown is one line on stderr
+    (``warning: MESSAGE``) instead of the file, line number and source line Python prints: what a
+    user of the command line sees.  Which warnings are shown (the filters) is left as it is."""
+    import contextlib
+    import sys
+    import warnings
+
+    @contextlib.contextmanager
+    def scope():
+        old = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            text = " ".join(str(message).split()) or category.__name__
+            try:
+                (file or sys.stderr).write(f"warning: {text}\n")
+            except (OSError, ValueError):       # stderr closed: nothing to tell
+                pass
+
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            warnings.showwarning = old
+
+    return scope()

@@ -73,10 +73,60 @@ def register_input(path) -> None:
     scope[(st.st_dev, st.st_ino)] = os.path.realpath(path)
 
 
-def scope_inputs() -> list[str]:
-    """The inputs remembered so far in the current scope."""
+def register_tree(folder, what: str = "input folder") -> None:
+    """Count the whole folder ``folder`` as an input of the current scope: no output of the command
+    may be written anywhere inside it (a dataset folder, a source folder of records...)."""
     scope = _SCOPE.get()
-    return list(scope.values()) if scope else []
+    if scope is None or folder is None:
+        return
+    real = os.path.realpath(os.fspath(folder))
+    scope[("tree", real)] = (real, what)
+
+
+def scope_inputs() -> list[str]:
+    """The input files remembered so far in the current scope."""
+    scope = _SCOPE.get()
+    return [v for k, v in scope.items() if k[0] != "tree"] if scope else []
+
+
+def scope_trees() -> list[tuple[str, str]]:
+    """The input folders (real path, what) remembered so far in the current scope."""
+    scope = _SCOPE.get()
+    return [v for k, v in scope.items() if k[0] == "tree"] if scope else []
+
+
+def _inside(path, folder: str) -> bool:
+    real = os.path.realpath(os.fspath(path))
+    return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output_folder(folder, what: str = "output folder", inputs=()) -> str:
+    """Refuse an output folder that is a file, or that lies inside a folder the command reads (the
+    scope's input folders and ``inputs``: pairs of (folder, what it is))."""
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise AcamError(f"{what} {folder!r} is a file; give a folder")
+    trees = scope_trees() + [(os.path.realpath(os.fspath(p)), w) for p, w in inputs if p is not None]
+    for tree, tree_what in trees:
+        if _inside(folder, tree):
+            where = "is" if os.path.realpath(folder) == tree else "lies inside"
+            raise AcamError(f"{what} {folder!r} {where} the {tree_what} {tree!r} that this command reads; "
+                            "choose a folder outside it")
+    return folder
+
+
+RUN_FILES = ("best.pt", "last.pt", "log.csv")
+
+
+def folder_kind(folder) -> str | None:
+    """'dataset' (a manifest or a sequences folder), 'run' (a training run's checkpoints or log) or
+    None for any other folder."""
+    folder = os.fspath(folder)
+    if os.path.lexists(os.path.join(folder, "manifest.json")) or os.path.isdir(os.path.join(folder, "sequences")):
+        return "dataset"
+    if any(os.path.lexists(os.path.join(folder, n)) for n in RUN_FILES):
+        return "run"
+    return None
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -114,6 +164,42 @@ def read_bytes(path, what: str = "input file", limit: int | None = None, registe
         return f.read()
 
 
+MAX_JSON_DIGITS = 40       # an integer of more digits in a JSON input is refused (no file needs one)
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise ValueError(f"a number of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    if len(text) > 400:
+        raise ValueError(f"a number written with {len(text)} characters")
+    x = float(text)
+    if x in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]}{'...' if len(text) > 20 else ''} is beyond floating point")
+    return x
+
+
+def _json_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(data, path, what: str = "valid JSON file"):
+    """A JSON document (bytes or text) with finite numbers of sane length only; :class:`FormatError`
+    names ``path`` in one line when it is not (junk, NaN, Infinity, 1e999, a 5000-digit integer,
+    nesting too deep)."""
+    import json
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else _first_line(exc)
+        raise FormatError(f"{path}: not a {what} ({reason})") from None
+
+
 def _resolve_linked(name: str, holder: str) -> str | None:
     """Where HDF5 finds a file named inside ``holder``: absolute, beside ``holder``, or in the
     current folder (the library's own search order, without the environment prefixes)."""
@@ -146,14 +232,18 @@ def h5_sources(f, path: str, _seen: frozenset = frozenset()) -> list[str]:
     out: list[str] = []
     seen = _seen | {os.path.realpath(path)}
     for name in names:
-        link = f.get(name, getlink=True)
+        try:
+            link = f.get(name, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                if f.get(name) is None:
+                    raise FormatError(f"{path}: '{name}' is a link to {link.path!r}, which does not exist")
+                continue
+            obj = None if isinstance(link, h5py.ExternalLink) else f.get(name)
+        except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            raise FormatError(f"{path}: '{name}' cannot be followed ({_first_line(exc)}; a loop of links?)") from None
         if isinstance(link, h5py.ExternalLink):
             out += _external_target(link, name, path, seen)
-        elif isinstance(link, h5py.SoftLink):
-            if f.get(name) is None:
-                raise FormatError(f"{path}: '{name}' is a link to {link.path!r}, which does not exist")
         else:
-            obj = f.get(name)
             if isinstance(obj, h5py.Dataset):
                 out += _dataset_sources(obj, name, path, seen)
     out = list(dict.fromkeys(out))
@@ -185,6 +275,7 @@ def _dataset_sources(d, name: str, path: str, seen: frozenset) -> list[str]:
 
     out = []
     if d.is_virtual:
+        _check_virtual_mapping(d, name, path)
         for vs in d.virtual_sources():
             if vs.file_name == ".":
                 continue
@@ -198,19 +289,113 @@ def _dataset_sources(d, name: str, path: str, seen: frozenset) -> list[str]:
                 continue
             try:
                 with h5py.File(src, "r") as g:
-                    if not isinstance(g.get(vs.dset_name), h5py.Dataset):
+                    sd = g.get(vs.dset_name)
+                    if not isinstance(sd, h5py.Dataset):
                         raise FormatError(f"{path}: virtual dataset '{name}' reads {vs.dset_name!r} from "
                                           f"{src!r}, which has no such dataset")
+                    _check_source_extent(vs, sd, name, path, src)
                     out += h5_sources(g, src, seen)
             except OSError as exc:
                 raise FormatError(f"{path}: virtual dataset '{name}' reads {src!r}, which is not a readable "
                                   f"HDF5 file ({_first_line(exc)})") from None
-    for ext_name, _, _ in d.external or ():
+    if d.external:
+        out += _external_storage(d, name, path)
+    return out
+
+
+MAX_VIRTUAL_SOURCES = 4096
+_UNLIMITED = (1 << 64) - 1
+
+
+def _check_virtual_mapping(d, name: str, path: str) -> None:
+    """Refuse a virtual dataset whose mappings do not cover every one of its values (HDF5 would
+    fill the rest with zeros, and a billion unmapped rows take minutes to invent)."""
+    import numpy as np
+
+    try:
+        maps = d.virtual_sources()
+    except Exception as exc:                         # noqa: BLE001 - h5py raises many kinds here
+        raise FormatError(f"{path}: virtual dataset '{name}': cannot read its mapping ({_first_line(exc)})") from None
+    if len(maps) > MAX_VIRTUAL_SOURCES:
+        raise FormatError(f"{path}: virtual dataset '{name}' has {len(maps)} mappings, more than "
+                          f"{MAX_VIRTUAL_SOURCES}; refused")
+    lows, highs, total = [], [], 0
+    for vs in maps:
+        try:
+            lo, hi = vs.vspace.get_select_bounds()
+            npts = vs.vspace.get_select_npoints()
+        except Exception as exc:                     # noqa: BLE001
+            raise FormatError(f"{path}: virtual dataset '{name}': a mapping cannot be checked "
+                              f"({_first_line(exc)})") from None
+        box = 1
+        for a, b in zip(lo, hi):
+            box *= b - a + 1
+        if npts != box or any(b >= n for b, n in zip(hi, d.shape)):
+            raise FormatError(f"{path}: virtual dataset '{name}' maps a selection that is not a block "
+                              "inside its shape; refused")
+        lows.append(lo)
+        highs.append(hi)
+        total += box
+    if lows:
+        lo_a, hi_a = np.array(lows, dtype=object), np.array(highs, dtype=object)
+        for i in range(len(lows) - 1):
+            if np.all((lo_a[i] <= hi_a[i + 1:]) & (lo_a[i + 1:] <= hi_a[i]), axis=1).any():
+                raise FormatError(f"{path}: virtual dataset '{name}' maps overlapping blocks; refused")
+    size = 1
+    for n in d.shape:
+        size *= n
+    if total < size:
+        raise FormatError(f"{path}: virtual dataset '{name}' of shape {d.shape} maps {total} of its {size} "
+                          "values (HDF5 would fill the rest with zeros); refused")
+
+
+def _check_source_extent(vs, sd, name: str, path: str, src: str) -> None:
+    """The block a virtual dataset reads must lie inside its source dataset, whose storage must
+    hold it (else HDF5 reads zeros)."""
+    import h5py
+
+    from .h5read import check_storage
+
+    try:
+        if vs.src_space.get_select_type() == h5py.h5s.SEL_ALL:     # the whole source, as large as it is
+            short = sd.size < vs.vspace.get_select_npoints()
+        else:
+            _, hi = vs.src_space.get_select_bounds()
+            short = len(hi) != len(sd.shape) or any(b >= n for b, n in zip(hi, sd.shape))
+    except Exception as exc:                         # noqa: BLE001
+        raise FormatError(f"{path}: virtual dataset '{name}': its source selection in {src!r} cannot be "
+                          f"checked ({_first_line(exc)})") from None
+    if short:
+        raise FormatError(f"{path}: virtual dataset '{name}' reads beyond the end of {vs.dset_name!r} in "
+                          f"{src!r} (shape {sd.shape}); refused")
+    check_storage(sd, vs.dset_name, src)
+
+
+def _external_storage(d, name: str, path: str) -> list[str]:
+    """The files of a dataset stored externally, resolved as HDF5 does (relative to the current
+    folder), each checked to hold the bytes the dataset reads from it (HDF5 reads zeros past the end
+    of a short file)."""
+    need = d.dtype.itemsize
+    for n in d.shape:
+        need *= n
+    out = []
+    for ext_name, offset, size in d.external:
         ext_name = ext_name.decode() if isinstance(ext_name, bytes) else ext_name
-        src = _resolve_linked(ext_name, path)
-        if src is None:
-            raise FormatError(f"{path}: dataset '{name}' stores its data in {ext_name!r}, which does not exist")
-        out.append(input_file(src, f"external storage of '{name}' in {path!r}"))
+        src = ext_name if os.path.isabs(ext_name) else os.path.join(os.getcwd(), ext_name)
+        if not os.path.lexists(src):
+            raise FormatError(f"{path}: dataset '{name}' stores its data in {ext_name!r}, which does not exist"
+                              + ("" if os.path.isabs(ext_name) else f" (looked for in {os.getcwd()!r}, as "
+                                 "HDF5 does)"))
+        src = input_file(src, f"external storage of '{name}' in {path!r}")
+        take = need if size in (None, _UNLIMITED) else min(need, int(size))
+        held = os.path.getsize(src) - int(offset)
+        if take > 0 and held < take:
+            raise FormatError(f"{path}: dataset '{name}' reads {take} bytes from {ext_name!r} at offset {offset}, "
+                              f"which holds {max(held, 0)}; refused")
+        need -= take
+        out.append(src)
+    if need > 0:
+        raise FormatError(f"{path}: dataset '{name}' declares {need} bytes more than its external files hold")
     return out
 
 
@@ -240,26 +425,72 @@ def open_h5(path, what: str = "HDF5 file"):
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
 
 
+NAME_MAX = 255                # bytes in one file name on the usual file systems
+_PART_ROOM = 1 + 1 + 64 + 1 + 10 + 1 + 8 + 5 + 8     # dots, host, pid, random, ".part" and a suffix
+
+
+def _part_stem(base: str) -> str:
+    """``base`` as it appears in its part files' names: shortened, with a digest of the whole name,
+    when the part file's name would be longer than a file name may be (ENAMETOOLONG)."""
+    import hashlib
+
+    room = NAME_MAX - _PART_ROOM
+    if len(base.encode("utf-8", "surrogateescape")) <= room:
+        return base
+    tag = hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    short = base.encode("utf-8", "surrogateescape")[: room - 13].decode("utf-8", "ignore")
+    return f"{short}~{tag}"
+
+
 def part_path(path) -> str:
     """A fresh part-file name beside ``path`` carrying this host and process id."""
     folder, base = os.path.split(os.path.abspath(os.fspath(path)))
-    return os.path.join(folder, f".{base}.{_HOST}.{os.getpid()}.{os.urandom(4).hex()}.part")
+    return os.path.join(folder, f".{_part_stem(base)}.{_HOST}.{os.getpid()}.{os.urandom(4).hex()}.part")
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, since: float | None = None) -> bool:
+    """Whether process ``pid`` still runs: not gone, not a zombie (a dead process its parent has
+    not reaped), and - when ``since`` (the part file's age, seconds since the epoch) is given - not
+    a newer process that was given the same id."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:          # another user's process, or not allowed to ask: alive
-        return True
-    return True
+    except OSError:          # another user's process, or not allowed to ask: alive unless /proc says
+        pass
+    info = _proc_stat(pid)
+    if info is None:
+        return True          # no /proc: trust the signal
+    state, started = info
+    if state in ("Z", "X", "x"):
+        return False
+    return not (since is not None and started is not None and started > since + 2.0)
+
+
+def _proc_stat(pid: int):
+    """(state letter, start time in seconds since the epoch or None) from ``/proc/PID/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    if not fields:
+        return None
+    started = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        ticks = os.sysconf("SC_CLK_TCK")
+        with open("/proc/stat", encoding="ascii") as f:
+            btime = next(int(ln.split()[1]) for ln in f if ln.startswith("btime "))
+        started = btime + int(fields[19]) / ticks
+    return fields[0], started
 
 
 def remove_stale_parts(path) -> list[str]:
-    """Remove the part files of ``path`` whose writer, a process on this host, is gone."""
+    """Remove the part files of ``path`` whose writer, a process on this host, is gone (or a zombie)."""
     folder, base = os.path.split(os.path.abspath(os.fspath(path)))
-    pat = re.compile(r"\." + re.escape(base) + r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part(?:\.[A-Za-z0-9]+)?")
+    pat = re.compile(r"\." + re.escape(_part_stem(base)) +
+                     r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part(?:\.[A-Za-z0-9]+)?")
     removed = []
     try:
         names = os.listdir(folder)
@@ -267,7 +498,13 @@ def remove_stale_parts(path) -> list[str]:
         return removed
     for n in names:
         m = pat.fullmatch(n)
-        if m and m["host"] == _HOST and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+        if not m or m["host"] != _HOST or int(m["pid"]) == os.getpid():
+            continue
+        try:
+            since = os.lstat(os.path.join(folder, n)).st_mtime
+        except OSError:
+            continue
+        if not _pid_alive(int(m["pid"]), since):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, n))
                 removed.append(n)
@@ -287,6 +524,10 @@ def check_output(path, protect=()) -> str:
         st = None           # absent, or a dangling link that the rename replaces
     except OSError as exc:
         raise AcamError(f"cannot write {path!r}: {exc.strerror}") from None
+    for tree, tree_what in scope_trees():
+        if _inside(path, tree):
+            raise AcamError(f"output {path!r} lies inside the {tree_what} {tree!r} that this command reads; "
+                            "choose a path outside it")
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             raise AcamError(f"output {path!r} is a folder; give a file name")

@@ -148,21 +148,69 @@ def build(folder, preset: str = "tiny", seed: int = 0, device: str = "auto", cub
     if cubes not in (None, "float16", "float32"):
         raise AcamError(f"cubes={cubes!r} must be float16 or float32")
     number("limit", limit, lo=0, integer=True, none_ok=True)
+    number("retries", retries, lo=0, integer=True)
     if physics not in ph.PHYSICS_VERSIONS:
         raise AcamError(f"physics={physics!r} must be one of {', '.join(map(str, ph.PHYSICS_VERSIONS))}")
     if sounds is not None and physics != 2:
         raise AcamError("sounds (recordings) need physics=2")
+    folder = os.fspath(folder)
+    _check_output_folder(folder, sounds)                  # before anything is read or made
     user = UserSounds(sounds) if sounds is not None else None
     p = PRESETS[preset]
     threads = local_threads(workers, scheduler)           # also checks --workers
     backend.check_gpu_workers(device, local_workers(workers, scheduler))
-    folder = os.fspath(folder)
     manifest = plan(p, seed, physics, user)
     names = {s["name"] for s in manifest["sequences"]}
     unknown = sorted(set(only or ()) - names)
     if unknown:
         raise AcamError(f"only={unknown[:3]}: no such sequence in preset {preset} (names look like "
                         f"{manifest['sequences'][0]['name']})")
+    made = [x for x in (folder, os.path.join(folder, "sequences"), os.path.join(folder, MANIFEST))
+            if not os.path.lexists(x)]
+    try:
+        return _build(folder, manifest, p, seed, preset, cubes, keep_raw, device, threads, physics, sounds, only,
+                      limit, scheduler, workers, retries, progress, echo)
+    except BaseException:
+        _remove_unused(folder, made)
+        raise
+
+
+def _check_output_folder(folder: str, sounds) -> None:
+    """Refuse an output folder that is a file, a training run, a folder of sequence files without a
+    manifest (someone else's files), or that lies inside the folder of recordings read."""
+    from acam.core.safeio import check_output_folder, folder_kind
+
+    check_output_folder(folder, "output folder", [(sounds, "folder of recordings")])
+    if not os.path.isdir(folder):
+        return
+    if folder_kind(folder) == "run":
+        raise AcamError(f"output folder {folder!r} holds a training run (best.pt, last.pt or log.csv), not a "
+                        "dataset; choose another folder")
+    seq_dir = os.path.join(folder, "sequences")
+    if not os.path.lexists(os.path.join(folder, MANIFEST)) and os.path.lexists(seq_dir):
+        if not os.path.isdir(seq_dir) or os.listdir(seq_dir):
+            raise AcamError(f"{folder!r} holds sequence files but no {MANIFEST} (another dataset, or files "
+                            "that are not this build's); choose another folder")
+
+
+def _remove_unused(folder: str, made: list) -> None:
+    """After a failure, remove what this build created when nothing was built into it (a new
+    folder, its empty ``sequences`` folder, the manifest it wrote)."""
+    import contextlib
+
+    seq_dir = os.path.join(folder, "sequences")
+    with contextlib.suppress(OSError):
+        if seq_dir in made and os.path.isdir(seq_dir) and os.listdir(seq_dir):
+            return
+        if os.path.join(folder, MANIFEST) in made and os.path.isfile(os.path.join(folder, MANIFEST)):
+            os.unlink(os.path.join(folder, MANIFEST))
+        for d in (seq_dir, folder):
+            if d in made and os.path.isdir(d) and not os.listdir(d):
+                os.rmdir(d)
+
+
+def _build(folder, manifest, p, seed, preset, cubes, keep_raw, device, threads, physics, sounds, only, limit,
+           scheduler, workers, retries, progress, echo) -> dict:
     os.makedirs(os.path.join(folder, "sequences"), exist_ok=True)
     if os.path.isfile(os.path.join(folder, MANIFEST)):
         _check_same(folder, read_manifest(folder), manifest)

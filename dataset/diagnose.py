@@ -142,17 +142,36 @@ def rendered_rt60(manifest: dict, scenario: int, position, mic: np.ndarray) -> f
     return float(np.mean([schroeder_t30(h, fs, band) for band in (500.0, 1000.0)]))
 
 
-def diagnose(folder, limit: int | None = None, device: str = "cpu", progress=None) -> dict:
+def check_outputs(path) -> str:
+    """The figure's path beside the JSON report ``path``, after both are checked (not inside a
+    folder the command reads, not an input, not a special file, not the same file)."""
+    from acam.core.safeio import check_output
+
+    path = os.fspath(path)
+    png = os.path.splitext(path)[0] + ".png"
+    if os.path.abspath(png) == os.path.abspath(path):
+        raise AcamError(f"output {path!r}: the figure goes beside the JSON report as NAME.png; "
+                        "give the report another name (e.g. .json)")
+    check_output(path)
+    check_output(png)
+    return png
+
+
+def diagnose(folder, limit: int | None = None, device: str = "cpu", progress=None, output=None) -> dict:
     """Figures per sequence, per scenario and action (means of the dB figures), and per scenario.
 
     Parameters
     ----------
     limit : int, optional
         At most this many built sequences (in manifest order).
+    output : str, optional
+        Where the report will be written: checked before any work (:func:`check_outputs`).
     progress : callable, optional
         Called with each sequence's name as it is done.
     """
     d = Dataset(folder)
+    if output is not None:       # before any work: the report may not land inside the dataset
+        check_outputs(output)
     manifest = d.manifest
     if manifest.get("imported_from") or not isinstance(manifest.get("preset"), dict) or manifest.get("seed") is None:
         raise AcamError(f"{folder!r} was not simulated by 'acam dataset build' (imported or incomplete "
@@ -237,9 +256,9 @@ def write(report: dict, path) -> str:
     from acam.core.figures import save_png
 
     path = os.fspath(path)
+    png = check_outputs(path)
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=1)
-    png = os.path.splitext(path)[0] + ".png"
     save_png(figure(report), png, dpi=110)
     return png
 

@@ -33,7 +33,8 @@ import numpy as np
 
 from acam.core.errors import AcamError, FormatError
 from acam.core.resources import check_allocation
-from acam.core.safeio import atomic_output, h5_output, input_file, reads_inputs, register_input, reserve
+from acam.core.safeio import (atomic_output, h5_output, input_file, reads_inputs, register_input, register_tree,
+                              reserve)
 from acam.beamform.geometry import ArrayGeometry, default_array
 from acam.beamform.sensor import BAD_MICS, FRAME_RATE, SAMPLE_FREQ
 
@@ -286,7 +287,11 @@ def _decode_record(buf: bytes, path: str, i: int) -> dict:
             if len(vals[0]) != want:
                 raise FormatError(f"{path}: record {i}: {name}[{j}] holds {len(vals[0])} bytes, "
                                   f"expected {want} for {shape} {np.dtype(dtype).name}")
-            frames.append(np.frombuffer(vals[0], dtype).reshape(shape))
+            frame = np.frombuffer(vals[0], dtype).reshape(shape)
+            if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+                bad = "NaN" if np.isnan(frame).any() else "infinite"
+                raise FormatError(f"{path}: record {i}: {name}[{j}] holds {bad} values")
+            frames.append(frame)
         out[name] = np.stack(frames)
     n = {len(out[k]) for k in shapes}
     if len(n) != 1:
@@ -294,13 +299,23 @@ def _decode_record(buf: bytes, path: str, i: int) -> dict:
     return out
 
 
+def check_dataset_folder(out_dir: str) -> None:
+    """Refuse an output dataset folder that is a file, lies inside a folder the command reads, or
+    holds a training run."""
+    from acam.core.safeio import check_output_folder, folder_kind
+
+    check_output_folder(out_dir, "output folder")
+    if os.path.isdir(out_dir) and folder_kind(out_dir) == "run":
+        raise AcamError(f"output folder {out_dir!r} holds a training run (best.pt, last.pt or log.csv), not a "
+                        "dataset; choose another folder")
+
+
 def _claim_folder(out_dir: str, src_dir: str) -> None:
     """Refuse an output folder holding another dataset (as ``dataset build`` does); claim it by a
     manifest naming the source, so an interrupted import can be run again into it."""
     from .store import MANIFEST, read_manifest, write_manifest
 
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise AcamError(f"output {out_dir!r} is a file; give a folder")
+    check_dataset_folder(out_dir)
     if os.path.exists(os.path.join(out_dir, MANIFEST)):
         old = read_manifest(out_dir)
         if old.get("imported_from") != os.path.abspath(src_dir):
@@ -325,6 +340,8 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
     src_dir, out_dir = os.fspath(src_dir), os.fspath(out_dir)
     if not os.path.isdir(src_dir):
         raise AcamError(f"{src_dir!r} is not a folder")
+    register_tree(src_dir, "source folder")             # no output lands among the records
+    check_dataset_folder(out_dir)                        # before any record is parsed
     files = []
     for root, _, names in os.walk(src_dir):
         files += [os.path.join(root, n) for n in names if n.endswith((".tfrecord", ".tfrecords", ".gz"))]
@@ -340,6 +357,8 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
             if groups[key] and any(groups[key][0][k].shape[1:] != rec[k].shape[1:] for k in _FEATURES):
                 raise FormatError(f"{path}: record {i}: frame shapes differ from the earlier records of its sequence")
             groups[key].append(rec)
+    if not groups:
+        raise AcamError(f"the .tfrecord files under {src_dir!r} hold no record; nothing to import")
     _claim_folder(out_dir, src_dir)
     seqs = []
     reps: dict = defaultdict(int)

@@ -52,7 +52,7 @@ import numpy as np
 
 from acam.core.errors import AcamError, FormatError
 from acam.core.h5read import attr_number, check_storage, dataset
-from acam.core.safeio import open_h5, read_bytes, write_text
+from acam.core.safeio import folder_kind, open_h5, parse_json, read_bytes, register_tree, write_text
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
@@ -164,12 +164,10 @@ def read_manifest(folder: str) -> dict:
     folder = os.fspath(folder)
     path = os.path.join(folder, MANIFEST)
     if not os.path.lexists(path):
+        if os.path.isdir(folder) and folder_kind(folder) == "run":
+            raise AcamError(f"{folder!r} is a training run folder, not a dataset folder (no {MANIFEST})")
         raise AcamError(f"{folder!r} is not a dataset folder (no {MANIFEST})")
-    try:
-        text = read_bytes(path, "manifest", MAX_MANIFEST, register=False).decode("utf-8")   # updated in place
-        m = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise FormatError(f"{path}: not a valid manifest ({str(exc).splitlines()[0]})") from None
+    m = parse_json(read_bytes(path, "manifest", MAX_MANIFEST, register=False), path, "valid manifest")  # updated in place
     if not isinstance(m, dict):
         raise FormatError(f"{path}: not a manifest (a JSON object is expected, found {type(m).__name__})")
     if not isinstance(m.get("sequences"), list):
@@ -184,6 +182,13 @@ def read_manifest(folder: str) -> dict:
         if seq["name"] in names:
             raise FormatError(f"{path}: sequence {seq['name']!r} is listed twice")
         names.add(seq["name"])
+    if "actions" in m:
+        acts = m["actions"]
+        top = max((s["action"] for s in m["sequences"]), default=-1)
+        if not isinstance(acts, list) or not all(isinstance(a, str) for a in acts):
+            raise FormatError(f"{path}: 'actions' is not a list of action names")
+        if len(acts) <= top:
+            raise FormatError(f"{path}: 'actions' names {len(acts)} actions, but the sequences use action {top}")
     return m
 
 
@@ -264,6 +269,7 @@ class Dataset:
             raise AcamError(f"split_method={split_method!r} must be one of {', '.join(SPLIT_METHODS)}")
         self.folder = os.fspath(folder)
         self.manifest = read_manifest(self.folder)
+        register_tree(self.folder, "dataset folder")      # no output of the command may land inside it
         self.sequences = self.manifest["sequences"]
         self.split_method = split_method
         self.frame_rate = float(self.manifest.get("frame_rate", 12.0))
@@ -402,9 +408,14 @@ def read_crop(crop: Crop, fields=("mfcc", "label")) -> dict:
     out = {}
     with open_h5(crop.file, "sequence file") as f:
         try:
-            return _read_crop(f, crop, fields, out)
+            out = _read_crop(f, crop, fields, out)
         except (KeyError, ValueError, TypeError, OSError) as exc:
             raise FormatError(f"{crop.file}: cannot read crop ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    for name, arr in out.items():            # a NaN would train (and score) silently as garbage
+        if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise FormatError(f"{crop.file}: '{name}' holds NaN or infinite values in frames {crop.start}.."
+                              f"{crop.start + crop.n_frames - 1}")
+    return out
 
 
 def _read_crop(f, crop: Crop, fields, out: dict) -> dict:

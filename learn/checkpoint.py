@@ -71,10 +71,11 @@ def save_checkpoint(obj: dict, path: str) -> None:
         torch.save(data, tmp)
 
 
-def load_plain(path: str, what: str = "checkpoint"):
+def load_plain(path: str, what: str = "checkpoint", register: bool = True):
     """Plain data (see the module docs) from ``path``, loaded with ``weights_only=True``; anything
-    else is refused in one line naming the file."""
-    input_file(path, what)
+    else is refused in one line naming the file.  ``register=False``: a file the command may replace
+    (a cache), not counted as an input."""
+    input_file(path, what, register)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure of a crafted file is one line
@@ -169,6 +170,10 @@ def load_run(run_dir: str, device=torch.device("cpu"), which: str = "best"):
     checkpoint's ``mfcc_stats`` as arrays."""
     path = os.path.join(os.fspath(run_dir), f"{which}.pt")
     if not os.path.lexists(path):
+        from acam.core.safeio import folder_kind
+
+        if os.path.isdir(run_dir) and folder_kind(run_dir) == "dataset":
+            raise AcamError(f"{run_dir!r} is a dataset folder, not a training run folder (no {which}.pt)")
         raise AcamError(f"{run_dir!r} has no {which}.pt checkpoint (is it a training run folder?)")
     ck = check_run(load_checkpoint(path), path)
     model = build_from(ck, path, device)
@@ -230,19 +235,26 @@ def file_digest(path: str) -> str:
 def soft_labels(teacher_dir: str, crops, n_classes: int, compute, note=None) -> torch.Tensor:
     """The teacher's logits for ``crops`` [shape=(n_crops, n_classes)]: from the cache beside the
     teacher when it holds them for these crops and this very ``best.pt``, else ``compute()`` (then
-    cached; in memory only when the teacher folder cannot be written, said through ``note``)."""
+    cached; in memory only when the teacher folder cannot be written, said through ``note``).
+
+    ``compute(indices=None)`` gives the logits of all crops, or of the crops at ``indices``: a cache
+    is only used when its values for a few crops match the teacher's, else it is replaced."""
     note = note or (lambda text: print(text, file=sys.stderr))
     best = os.path.join(teacher_dir, "best.pt")
     key = hashlib.sha256(json.dumps([file_digest(best)] + [(c.sequence, c.start, c.n_frames) for c in crops])
                          .encode()).hexdigest()[:16]
     cache = os.path.join(teacher_dir, f"soft_{key}.pt")
     if os.path.lexists(cache):
-        try:
-            t = load_plain(cache, "soft-label cache")
-            if _fits(t, len(crops), n_classes):
-                return t
+        try:          # never trusted: checked for type, shape, finiteness and against the teacher itself
+            t = load_plain(cache, "soft-label cache", register=False)
+            if not _fits(t, len(crops), n_classes):
+                raise AcamError(f"{cache}: not the teacher's logits for these crops (type, shape or values)")
+            sel = sorted({0, len(crops) // 3, 2 * len(crops) // 3, len(crops) - 1})
+            if not torch.allclose(t[sel].float(), compute(sel).float(), rtol=1e-3, atol=1e-4):
+                raise AcamError(f"{cache}: its logits differ from the teacher's own for the same crops")
+            return t
         except AcamError as exc:
-            note(f"note: ignoring the soft-label cache {exc}")
+            note(f"note: ignoring the soft-label cache {exc}; recomputing it")
     t = compute()
     if not _fits(t, len(crops), n_classes):
         shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__

@@ -160,6 +160,9 @@ def reproduce(data: str, out_dir: str, proto: Protocol = Protocol(), progress: b
     """
     proto.check()
     data, out_dir = os.path.abspath(os.fspath(data)), os.fspath(out_dir)
+    from .train import check_run_folder
+
+    check_run_folder(out_dir, data)
     _check_data(data, proto)
     fanned = fans_out(scheduler, workers)
     threads = local_threads(workers, scheduler) if fanned else None

@@ -40,7 +40,7 @@ import torch
 
 from acam.core.errors import AcamError
 from acam.core.progress import progress_bar
-from acam.core.safeio import write_text
+from acam.core.safeio import atomic_output, write_text
 from acam.dataset.store import Dataset
 
 from .checkpoint import (check_fits_data, check_run, load_checkpoint, load_run, load_weights, save_checkpoint,
@@ -249,9 +249,10 @@ def teacher_soft_logits(teacher_dir: str, crops, data: Dataset, device, batch_si
     and its logits are averaged over all the crop's frames (the authors' ``reduce_mean`` over 12 x 5),
     computed once and cached beside the teacher, keyed by the crops and the teacher's checkpoint
     (:func:`acam.learn.checkpoint.soft_labels`)."""
-    def compute():
+    def compute(indices=None):
         model, ckpt = load_run(teacher_dir, device)
-        ds = CropDataset(data, run_modality(ckpt), crops, cache=False)
+        some = crops if indices is None else [crops[i] for i in indices]
+        ds = CropDataset(data, run_modality(ckpt), some, cache=False)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
         logits, _, _ = predict_blocks(model, loader, device)
         return torch.from_numpy(logits.reshape(len(logits), -1, logits.shape[-1]).mean(1))
@@ -295,6 +296,17 @@ def _finished(out_dir: str, cfg: TrainConfig) -> dict | None:
     return {"best_val_acc": best_val, "epochs": len(rows), "out_dir": out_dir}
 
 
+def check_run_folder(out_dir: str, data: str | None = None, teacher: str | None = None) -> None:
+    """Refuse a run folder that is (or lies inside) the dataset or the teacher run it reads, or that
+    holds a dataset: a run's files never go into a dataset folder."""
+    from acam.core.safeio import check_output_folder, folder_kind
+
+    check_output_folder(out_dir, "run folder", [(data, "dataset folder"), (teacher, "teacher run folder")])
+    if os.path.isdir(out_dir) and folder_kind(out_dir) == "dataset":
+        raise AcamError(f"run folder {out_dir!r} holds a dataset (manifest.json or sequences/); "
+                        "give a folder of its own for the run")
+
+
 def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None = None,
         resume: bool = True, threads: int | None = None, keep: str = "best") -> dict:
     """Train ``cfg.model`` (with distillation from ``cfg.teacher`` when given); returns a summary.
@@ -307,6 +319,7 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
     check_train_config(cfg)
     cfg = replace(cfg, init=init or cfg.init).resolved()
     cfg.check()
+    check_run_folder(out_dir, cfg.data, cfg.teacher)
     if threads is not None:
         torch.set_num_threads(threads)
     last = os.path.join(out_dir, "last.pt")
@@ -314,7 +327,26 @@ def fit(cfg: TrainConfig, out_dir: str, progress: bool = False, init: str | None
         done = _finished(out_dir, cfg)
         if done is not None:
             return done
-    return _train(cfg, out_dir, progress, resume, keep)
+    made = not os.path.lexists(out_dir)
+    try:
+        return _train(cfg, out_dir, progress, resume, keep)
+    except BaseException:
+        if made:
+            _remove_empty_run(out_dir)
+        raise
+
+
+def _remove_empty_run(out_dir: str) -> None:
+    """After a failure before any checkpoint, remove the run folder this call made (its config)."""
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        if any(os.path.lexists(os.path.join(out_dir, n)) for n in ("best.pt", "last.pt", "log.csv")):
+            return
+        cfg_file = os.path.join(out_dir, "config.json")
+        if os.path.isfile(cfg_file):
+            os.unlink(cfg_file)
+        os.rmdir(out_dir)
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam over the trainable parameters; L2 ``weight_decay`` only on those :meth:`decayed` names."""
     names = set(model.decayed())
@@ -622,6 +654,7 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
 
     from acam.core.tasks import Task, fans_out, local_threads, run_tasks
 
+    check_run_folder(out_dir, cfg.data, cfg.teacher)
     fanned = fans_out(scheduler, workers)
     threads = local_threads(workers, scheduler) if fanned else None
     if cfg.teacher:   # fill the soft-label cache once, not once per task
@@ -639,14 +672,16 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
         echo(rep.summary(tasks))
     rep.raise_failures("grid run(s)", len(tasks))
     rows = [rep.results[t.name] for t in tasks]
-    with open(os.path.join(out_dir, "grid.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    write_text(os.path.join(out_dir, "grid.csv"), buf.getvalue())
     best = max(rows, key=lambda r: r["best_val_acc"])
     for name in ("best.pt", "last.pt", "log.csv", "config.json", "curve.png"):
         if os.path.isfile(os.path.join(best["run"], name)):
-            shutil.copy(os.path.join(best["run"], name), os.path.join(out_dir, name))
+            with atomic_output(os.path.join(out_dir, name)) as tmp:
+                shutil.copyfile(os.path.join(best["run"], name), tmp)
     return {**best, "best_val_acc": best["best_val_acc"], "epochs": cfg.epochs}
 
 

@@ -34,15 +34,25 @@ def list_labelled(path: str) -> list[tuple[str, str, str | None]]:
     """``(file, label, split or None)`` for a class-per-folder tree or a CSV."""
     path = os.fspath(path)
     if os.path.isfile(path) and path.endswith(".csv"):
+        import io
+
+        from acam.core.safeio import read_bytes
+
         base = os.path.dirname(os.path.abspath(path))
-        with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+        try:
+            text = read_bytes(path, "CSV file", 64 << 20).decode("utf-8")
+            rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and not r[0].startswith("#")]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise AcamError(f"{path}: not a CSV file of file,label[,split] ({str(exc).splitlines()[0]})") from None
         if rows and rows[0][:2] == ["file", "label"]:
             rows = rows[1:]
         bad = next((i for i, r in enumerate(rows) if len(r) < 2 or not r[1].strip()), None)
         if bad is not None or not rows:
             raise AcamError(f"{path}: " + (f"row {bad + 1} has no label (expected file,label[,split])"
                                            if bad is not None else "lists no files"))
+        odd = next((r[2] for r in rows if len(r) > 2 and r[2] not in ("train", "val", "test")), None)
+        if odd is not None:
+            raise AcamError(f"{path}: split {odd!r} is not one of train, val, test")
         return [(os.path.join(base, r[0]), r[1], r[2] if len(r) > 2 else None) for r in rows]
     if not os.path.isdir(path):
         raise AcamError(f"{path!r} is neither a folder of class folders nor a CSV file")
@@ -114,6 +124,9 @@ def transfer(run_dir: str, data: str, layer: str = "conv3", seed: int = 0, secon
     tr, va, te = (split == "train"), (split == "val"), (split == "test")
     if not tr.any() or not te.any():
         raise AcamError(f"{data!r}: too few files for train and test splits ({len(items)} files)")
+    if len(labels) < 2 or len(set(y[tr].tolist())) < 2:
+        raise AcamError(f"{data!r}: {len(set(y[tr].tolist()))} class(es) among the training files "
+                        f"({', '.join(labels[:3])}); a classifier needs at least 2")
     scaler = StandardScaler().fit(X[tr])
     best_k, best = None, -1.0
     for k in range(7, 16, 2):

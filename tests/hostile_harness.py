@@ -1259,6 +1259,196 @@ def _(ws):
     return ["dataset", "import-dc", dc_dir(ws, 4), "-o", ws / "r.h5", ("FSIZE", 200_000)]
 
 
+
+# ===================================================== second audit: input trees, sizes, storage, NaN
+@case("learn train: output is the dataset it reads", "dataset folder")
+def _(ws):
+    d = copy("data", ws)
+    return ["learn", "train", "--model", "dualcamnet", "--data", d, "-o", d, "--epochs", "1", "--crops", "1",
+            "--device", "cpu", "--no-progress"]
+
+
+@case("learn train: output inside the dataset it reads", "dataset folder")
+def _(ws):
+    d = copy("data", ws)
+    return ["learn", "train", "--model", "dualcamnet", "--data", d, "-o", d / "sequences" / "r",
+            "--epochs", "1", "--crops", "1", "--device", "cpu", "--no-progress"]
+
+
+@case("learn distill: output is the teacher", "teacher run folder")
+def _(ws):
+    d = copy("data", ws)
+    t = fake_run(ws / "t", d)
+    return ["learn", "distill", "--teacher", t, "--student", "hearnet", "--data", d, "-o", t, "--epochs", "1",
+            "--crops", "1", "--device", "cpu", "--no-progress"]
+
+
+@case("import-tfrecord: output inside its source folder", "source folder")
+def _(ws):
+    d = tf_dir(ws, [tf_record()])
+    (d / "manifest.json").write_text("notes")
+    return ["dataset", "import-tfrecord", d, "-o", d]
+
+
+@case("dataset info: a run folder", "training run folder")
+def _(ws):
+    return ["dataset", "info", fake_run(ws / "r1", copy("data", ws))]
+
+
+@case("dataset build: a folder of sequences without manifest", "no manifest.json")
+def _(ws):
+    os.makedirs(ws / "out" / "sequences")
+    (ws / "out" / "sequences" / "a00_s1_p00_r0.h5").write_bytes(b"mine")
+    return ["dataset", "build", "-o", ws / "out", "--no-progress", "--device", "cpu"]
+
+
+@case("dataset build: --retries -5 makes no folder", "retries")
+def _(ws):
+    return ["dataset", "build", "-o", ws / "new", "--retries", "-5", "--no-progress"]
+
+
+@case("show: -o X --animate X", "give two paths")
+def _(ws):
+    return ["beamform", "show", copy("cube", ws), "-o", ws / "x.gif", "--animate", ws / "x.gif"]
+
+
+@case("simulate: sample rate 1e300", "sample_freq")
+def _(ws):
+    return ["beamform", "simulate", "-o", ws / "o.h5", "--sample-rate", "1e300"]
+
+
+@case("simulate: source 1e6 m away", "1000 m")
+def _(ws):
+    return ["beamform", "simulate", "-o", ws / "o.h5", "--source", "noise@1e6,0,2"]
+
+
+@case("simulate: room too large for its RT60", "rt60")
+def _(ws):
+    return ["beamform", "simulate", "-o", ws / "o.h5", "--room", "shoebox", "--room-dim", "900,900,900", "--rt60",
+            "0.05", "--duration", "0.1"]
+
+
+@case("geometry report: 90 MB XML", "big.xml", "bytes")
+def _(ws):
+    with open(ws / "big.xml", "wb") as f:
+        f.write(b'<?xml version="1.0"?>\n<MicArray name="x">\n')
+        f.truncate(90 * 10 ** 6)
+    return ["beamform", "geometry", "report", ws / "big.xml", "--freqs", "1000,2000"]
+
+
+@case("run: virtual dataset mapping half its rows", "vds.h5", "maps")
+def _(ws):
+    src = raw_file(ws / "src.h5")
+    layout = h5py.VirtualLayout((6144, 16), np.float32)
+    layout[:3000] = h5py.VirtualSource("src.h5", "time_data", (6144, 16))[:3000]
+    with h5py.File(ws / "vds.h5", "w") as f:
+        f.create_virtual_dataset("time_data", layout)
+        f["time_data"].attrs["sample_freq"] = FS
+        with h5py.File(src, "r") as s:
+            f["mic_positions"] = s["mic_positions"][()]
+    return ["beamform", "run", ws / "vds.h5", "-o", ws / "c.h5"] + FAST
+
+
+@case("run: virtual dataset of a billion rows", "vds.h5", "maps")
+def _(ws):
+    src = raw_file(ws / "src.h5")
+    layout = h5py.VirtualLayout((10 ** 9, 16), np.float32)
+    layout[:6144] = h5py.VirtualSource("src.h5", "time_data", (6144, 16))
+    with h5py.File(ws / "vds.h5", "w") as f:
+        f.create_virtual_dataset("time_data", layout)
+        f["time_data"].attrs["sample_freq"] = FS
+        with h5py.File(src, "r") as s:
+            f["mic_positions"] = s["mic_positions"][()]
+    return ["beamform", "run", ws / "vds.h5", "-o", ws / "c.h5"] + FAST
+
+
+@case("import-tfrecord: inf in audio/image", "a.tfrecord", "infinite")
+def _(ws):
+    from acam.dataset.importers import encode_sequence_example, parse_sequence_example
+
+    img = np.zeros((36, 48, 12), "<f4")
+    img[0, 0, 0] = np.inf
+    ctx, lists = parse_sequence_example(tf_record())
+    lists = {"audio/image": [("bytes", [img.tobytes()])], "audio/data": [("bytes", [np.zeros((1, 1024), "<i4").tobytes()])],
+             "video/image": [("bytes", [np.zeros((4, 4, 3), "u1").tobytes()])]}
+    ctx = {k: ("int64", [int(v[1][0])]) for k, v in ctx.items()}
+    return ["dataset", "import-tfrecord", tf_dir(ws, [encode_sequence_example(ctx, lists)]), "-o", ws / "out"]
+
+
+@case("import-tfrecord: a record file without records", "no record")
+def _(ws):
+    return ["dataset", "import-tfrecord", tf_dir(ws, []), "-o", ws / "out"]
+
+
+@case("learn train: NaN crops", "NaN")
+def _(ws):
+    d = fake_dataset(ws / "data")
+    with h5py.File(d / "sequences" / "a00_s1_p00_r0.h5", "a") as f:
+        f["mfcc"][0, 0, 0, 0] = np.nan
+    return ["learn", "train", "--model", "dualcamnet", "--data", d, "-o", ws / "r", "--epochs", "1",
+            "--crops", "3", "--device", "cpu", "--no-progress"]
+
+
+@case("show: negative power", "negative")
+def _(ws):
+    c = copy("cube", ws)
+    with h5py.File(c, "a") as f:
+        f["cube"][...] = -f["cube"][()]
+    return ["beamform", "show", c, "-o", ws / "p.png"]
+
+
+@case("dataset info: manifest with a 5000-digit number", "manifest.json")
+def _(ws):
+    d = copy("data", ws)
+    text = (d / "manifest.json").read_text()
+    (d / "manifest.json").write_text(text.replace('"n_frames": 12', '"n_frames": ' + "9" * 5000, 1))
+    return ["dataset", "info", d]
+
+
+@case("dataset info: manifest naming two actions", "actions")
+def _(ws):
+    d = copy("data", ws)
+    m = json.loads((d / "manifest.json").read_text())
+    m["actions"] = ["clap", "knock"]
+    (d / "manifest.json").write_text(json.dumps(m))
+    return ["dataset", "info", d]
+
+
+@case("run: a zip named .npy as the array", "arr.npy")
+def _(ws):
+    import zipfile
+
+    with zipfile.ZipFile(ws / "arr.npy", "w") as z:
+        z.writestr("x.npy", b"\x93NUMPY")
+    return ["beamform", "run", raw_file(ws / "raw.h5"), "--array", ws / "arr.npy", "-o", ws / "c.h5"] + FAST
+
+
+@case("run: HDF5 soft links in a loop", "raw.h5")
+def _(ws):
+    p = raw_file(ws / "raw.h5")
+    with h5py.File(p, "a") as f:
+        f["a"] = h5py.SoftLink("/b")
+        f["b"] = h5py.SoftLink("/a")
+    return ["beamform", "run", p, "-o", ws / "c.h5"] + FAST
+
+
+@case("run: float64 samples beyond float32", "raw.h5", "sample 7")
+def _(ws):
+    x = np.random.default_rng(0).standard_normal((6144, 16))
+    x[7, 0] = 1e300
+    from acam.beamform import default_array, write_raw
+
+    write_raw(ws / "raw.h5", x, FS, default_array().positions[:16], 12.0)
+    return ["beamform", "run", ws / "raw.h5", "-o", ws / "c.h5"] + FAST
+
+
+@case("run: a 240-character output name", expect="succeed",
+      check=lambda ws, out: None if (ws / ("c" * 240 + ".h5")).is_file() else (_ for _ in ()).throw(
+          AssertionError("no output")))
+def _(ws):
+    return ["beamform", "run", raw_file(ws / "raw.h5"), "-o", ws / ("c" * 240 + ".h5")] + FAST
+
+
 # ==================================================================================== runner
 def _cli(args):
     from click.testing import CliRunner
