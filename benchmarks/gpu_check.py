@@ -171,12 +171,12 @@ def throughput(c: Check, cp, rng) -> dict:
     out = cp.empty_like(a)
     peak = 8 * n ** 3 / gpu_seconds(cp, lambda: cp.matmul(a, a, out=out)) / 1e12
     c.figure("cuBLAS complex64 GEMM 8192^2 (peak)", peak, "TFLOP/s")
-    del a, out
+    a = out = None    # free the buffers (the timed lambdas still name them)
     src = cp.asarray(rng.standard_normal(2 ** 28, np.float32))
     dst = cp.empty_like(src)
     t = gpu_seconds(cp, lambda: cp.copyto(dst, src))
     c.figure("device copy 1 GiB (read + write)", 2 * src.nbytes / t / 1e9, "GB/s")
-    del src, dst
+    src = dst = None
     bf = Beamformer(SteeringSpec(default_array(), CameraGrid(), 12288.0, 512), 12.0, "hann", device="cuda")
     A = bf.steering
     X = cp.asarray(rng.standard_normal((512, 128, 256), np.float32)).astype(cp.complex64)
@@ -184,7 +184,7 @@ def throughput(c: Check, cp, rng) -> dict:
     t = gpu_seconds(cp, lambda: cp.matmul(A, X, out=Y))
     gemm = 8 * 512 * 1728 * 128 * 256 / t / 1e12
     c.figure("batched GEMM 512 x (1728x128 @ 128x256)", gemm, "TFLOP/s", f"{gemm / peak:.0%} of peak")
-    del X, Y
+    X = Y = None
     x = cp.asarray(rng.standard_normal((256, 1024, 128), np.float32))
     o = cp.empty((256, 36, 48, 512), cp.float32)
     t = gpu_seconds(cp, lambda: bf.process(x, out=o))

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from acam.core.safeio import atomic_output, write_text
-from acam.core.safeio import atomic_output, write_text
 from acam.dataset.sounds import ACTIONS
 from acam.dataset.store import Dataset
 

@@ -22,7 +22,6 @@ the broad sweep that measures the rate.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import hashlib
 import json
