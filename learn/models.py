@@ -9,7 +9,8 @@
 | ``hearnet`` | spectrogram (B, 500, 257) | student: 1-D convs over time, as the authors' code |
 | ``soundnet`` | waveform (B, 110 250) at 22 050 Hz | student: SoundNet-5 as the authors coded it (OurSoundNet) |
 
-Layer details follow ../shared/REFERENCE.md, initialisers and weight decay the authors' TF-slim code
+Layer details follow the paper (Pérez et al., "Audio-visual model distillation using acoustic
+images", WACV 2020) and the authors' reference notes, initialisers and weight decay the authors' TF-slim code
 (``docs/RESULTS.md`` lists where we differ):
 
 - DualCamNet, HearNet: convolutions Xavier-uniform, fc1/fc2 truncated normal (std 0.01), biases 0.
