@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import h5py
 
 from ..core.progress import progress_bar
-from ..core.tasks import Report, Task, local_threads, local_workers, run_tasks
+from ..core.tasks import Report, Task, check_retries, local_threads, local_workers, run_tasks
 from ..core.checks import number
-from ..core.errors import AcamError
+from ..core.errors import AcamError, OutputExists
 from ..core.safeio import check_output, part_path, reads_inputs, remove_stale_parts, write_failure
 from . import backend
 from .geometry import ArrayGeometry
@@ -41,6 +41,29 @@ def expand_inputs(patterns) -> list[str]:
             raise AcamError(f"no file matches {p!r}")
         out.extend(h for h in hits if h not in out)
     return out
+
+
+def is_batch(raws, output: str | None, scheduler: str | None = None, workers: int | None = None,
+             frames_per_task: int | None = None) -> bool:
+    """Whether a run goes through :func:`beamform_many` (several recordings, a cluster, tasks of
+    frames, or an output folder) rather than :func:`beamform_one`."""
+    return (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None
+            or (output is not None and (os.path.isdir(output) or output.endswith(os.sep))))
+
+
+def default_output(path: str, suffix: str = ".cube.h5") -> str:
+    """The file made from ``path`` when no output is named: its name with ``suffix`` beside it (the
+    cube of a recording; ``.png`` for the picture of a cube)."""
+    return os.path.splitext(path)[0] + suffix
+
+
+def check_batch_output(output: str | None) -> str:
+    """The output folder of a batch: named, and not a file."""
+    if output is None:
+        raise AcamError("several recordings (or a scheduler, workers or frames per task) need an output folder")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise AcamError(f"output {output!r} is a file; several recordings need a folder")
+    return output
 
 
 def output_paths(raws: list[str], out_dir: str) -> list[str]:
@@ -61,6 +84,7 @@ class ManyResult:
     skipped: list            # outputs already up to date
     outputs: dict            # raw -> cube written this time
     seconds_of_audio: float  # beamformed this time
+    exist: list = field(default_factory=list)    # outputs left alone: they exist and are not current
 
 
 def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSettings(),
@@ -70,7 +94,7 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
     """Beamform each of ``raws`` into ``out_dir`` (made if missing, once every option is checked);
     failures are reported per file, never raised."""
     number("frames_per_task", frames_per_task, lo=1, integer=True, none_ok=True)
-    number("retries", retries, lo=0, integer=True)
+    check_retries(retries)
     if settings.threads is None:      # also checks --workers
         settings = replace(settings, threads=local_threads(workers, scheduler))
     backend.check_gpu_workers(settings.device, local_workers(workers, scheduler))
@@ -81,7 +105,7 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
         if os.path.exists(out):
             check_output(out, raws)
     os.makedirs(out_dir, exist_ok=True)
-    tasks, skipped, parts, pre_failed = [], [], {}, {}
+    tasks, skipped, parts, pre_failed, exist = [], [], {}, {}, []
     for raw_path, out in zip(raws, outs):
         name = os.path.basename(raw_path)
         try:
@@ -93,6 +117,8 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
                 continue
         except AcamError as exc:
             pre_failed[name] = str(exc)
+            if isinstance(exc, OutputExists):
+                exist.append(out)
             continue
         seconds = plan.report.seconds_of_audio
         if frames_per_task is None or frames_per_task >= plan.n_frames:
@@ -142,7 +168,7 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
             outputs[raw_path] = out
     audio = sum(t.units for t in tasks if t.name in rep.results)
     rep.failed.update(pre_failed)
-    return ManyResult(rep, tasks, skipped, outputs, audio)
+    return ManyResult(rep, tasks, skipped, outputs, audio, exist)
 
 
 def _up_to_date(out: str, raw_path: str, digest: str, n_frames: int) -> bool:
@@ -163,8 +189,7 @@ def existing_is_current(out: str, raw_path: str, digest: str, n_frames: int) -> 
     check_output(out, (raw_path,))      # an input of the command, a FIFO or a folder: refused, unopened
     if _up_to_date(out, raw_path, digest, n_frames):
         return True
-    raise AcamError(f"{out} exists and was made with other settings or from another or a newer "
-                    f"recording; use --overwrite to replace it")
+    raise OutputExists(out, "exists and was made with other settings or from another or a newer recording")
 
 
 @reads_inputs

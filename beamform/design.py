@@ -16,6 +16,7 @@ layout.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from ..core.checks import number
 from ..core.errors import AcamError
 from ..core.progress import progress_bar
 from ..core.resources import check_allocation
-from .geometry import ArrayGeometry, check_layout, sunflower
+from .geometry import ArrayGeometry, aperiodic, check_layout, spiral, sunflower, uniform_grid
 from .grid import CameraGrid
 from .psf import _main_lobe, psf
 from .steering import SPEED_OF_SOUND, distances, steering_weights, transfer
@@ -145,3 +146,41 @@ def _repair(xy, half, clearance, min_spacing, rng, tries: int = 20000):
         xy[bad[0]] = rng.uniform(-half, half, 2)
     raise AcamError(f"cannot place the microphones {min_spacing} m apart in a {2 * half} m square; "
                     "lower --min-spacing or raise --aperture")
+
+
+# --------------------------------------------------------------------------------------- layouts
+@dataclass(frozen=True, kw_only=True)
+class LayoutOptions:
+    """Settings of :func:`make_layout`; each layout reads the ones it uses (see :data:`LAYOUTS`)."""
+
+    n_mics: int = 128
+    aperture: float = 0.45            # side of the square, metres
+    min_spacing: float = 0.025        # metres (random, optimised)
+    clearance: float = 0.035          # free radius at the centre for the lens, metres
+    arms: int = 8                     # spiral arms
+    band: tuple = (500.0, 6000.0)     # Hz the optimiser works on
+    iterations: int = 20000           # optimiser moves
+    seed: int = 0
+
+
+def _optimised(o: LayoutOptions, progress: bool) -> ArrayGeometry:
+    return optimise(o.n_mics, o.aperture, tuple(o.band), min_spacing=o.min_spacing, clearance=o.clearance,
+                    seed=o.seed, iterations=o.iterations, progress=progress)
+
+
+# name -> (options, progress) -> layout: grid (uniform rectangular), spiral (multi-arm log), sunflower
+# (Fermat), random (aperiodic, minimum spacing), optimised (lowest worst sidelobe over the band)
+LAYOUTS = {
+    "grid": lambda o, progress: uniform_grid(o.n_mics, o.aperture),
+    "spiral": lambda o, progress: spiral(o.n_mics, o.aperture, o.arms, o.clearance),
+    "sunflower": lambda o, progress: sunflower(o.n_mics, o.aperture, o.clearance),
+    "random": lambda o, progress: aperiodic(o.n_mics, o.aperture, o.min_spacing, o.clearance, o.seed),
+    "optimised": _optimised,
+}
+
+
+def make_layout(kind: str, options: LayoutOptions = LayoutOptions(), progress: bool = False) -> ArrayGeometry:
+    """A layout of :data:`LAYOUTS` made with ``options``."""
+    if kind not in LAYOUTS:
+        raise AcamError(f"layout {kind!r} is not one of {', '.join(LAYOUTS)}")
+    return LAYOUTS[kind](options, progress)

@@ -208,3 +208,23 @@ def load_geometry(path) -> ArrayGeometry:
     g = ArrayGeometry.from_file(path)
     name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
     return ArrayGeometry(g.positions, name)
+
+
+def report_layouts(files, freqs, band=(500.0, 6000.0), output=None, grid: CameraGrid | None = None,
+                   progress: bool = False, echo=None) -> tuple[list[dict], str]:
+    """The geometry report of the layouts in ``files``: ``(results, markdown table)``, and the figure
+    written to ``output`` when given (checked before any PSF is computed: no input may be the output).
+    ``echo`` (a callable) receives the table as soon as it is known, before the figure is drawn."""
+    grid = grid or CameraGrid()
+    geometries = [load_geometry(f) for f in files]
+    if output:
+        from ..core.safeio import check_output
+
+        check_output(output)
+    results = evaluate_all(geometries, grid, list(freqs), tuple(band), progress=progress)
+    text = table(results)
+    if echo is not None:
+        echo(text)
+    if output:
+        draw(results, output)
+    return results, text

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from .resources import cpu_threads
 from .progress import progress_bar
-from .errors import AcamError
+from .errors import AcamError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def local_workers(workers: int | None, scheduler: str | None) -> int | None:
     """Worker processes of the local cluster these options ask for (None = serial or remote); checks
     the options, and that Dask is installed when they ask for it."""
     if workers is not None and workers < 1:
-        raise AcamError(f"--workers {workers} must be at least 1")
+        raise ParameterError("workers", workers, "must be at least 1")
     if fans_out(scheduler, workers):
         require_dask()
     if scheduler == "local":
@@ -139,6 +139,13 @@ def local_workers(workers: int | None, scheduler: str | None) -> int | None:
     if scheduler is None:
         return workers
     return None
+
+
+def check_retries(retries: int) -> int:
+    """``retries`` as a whole number of at least 0, else :class:`ParameterError`."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ParameterError("retries", retries, "must be at least 0")
+    return retries
 
 
 def run_tasks(tasks: list[Task], scheduler: str | None = None, workers: int | None = None,
@@ -158,8 +165,7 @@ def run_tasks(tasks: list[Task], scheduler: str | None = None, workers: int | No
         if missing:
             raise AcamError(f"task {t.name!r} depends on {missing}, which do not come before it")
         known.add(t.name)
-    if retries < 0:
-        raise AcamError(f"--retries {retries} must be at least 0")
+    check_retries(retries)
     n_local = local_workers(workers, scheduler)
     t0 = time.perf_counter()
     if scheduler is None and n_local is None:
@@ -204,7 +210,7 @@ def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Repor
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError:
-            raise AcamError("--scheduler local-cuda needs dask-cuda: pip install dask-cuda") from None
+            raise AcamError("scheduler='local-cuda' needs dask-cuda: pip install dask-cuda") from None
         cluster = LocalCUDACluster(dashboard_address=":0", silence_logs=logging.CRITICAL)  # a worker per GPU
         address = cluster.scheduler_address
     elif n_local is not None:
