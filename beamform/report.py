@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from ..core.errors import AcamError
-from ..core.figures import DETAIL_SIZE, LABEL_SIZE, TICK_SIZE, colorbar, pyplot, save_png
+from ..core.figures import DETAIL_SIZE, LABEL_SIZE, TICK_SIZE, colorbar, new_figure, save_png
 from ..core.progress import progress_bar
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
@@ -140,10 +140,9 @@ def _angle_ticks(ax, grid: CameraGrid, left: bool, bottom: bool) -> None:
 
 def figure(results: list[dict], dpi: int = 100):
     """Layouts, PSF maps at each frequency, and PSL / beam-width curves, one row per geometry."""
-    plt = pyplot()
     n, nf = len(results), len(results[0]["freqs"])
     grid = results[0].get("grid") or CameraGrid()
-    fig = plt.figure(figsize=(3.1 * (nf + 1) + 0.8, 2.7 * n + 3.6), dpi=dpi, layout="constrained")
+    fig = new_figure(figsize=(3.1 * (nf + 1) + 0.8, 2.7 * n + 3.6), dpi=dpi, layout="constrained")
     gs = fig.add_gridspec(n + 1, nf + 1, height_ratios=[1] * n + [1.4])
     b = results[0]["band"]
     fig.suptitle(f"Point-spread functions of {', '.join(r['geometry'].name for r in results)}: a source at the "
