@@ -145,7 +145,7 @@ def _repair(xy, half, clearance, min_spacing, rng, tries: int = 20000):
             return xy
         xy[bad[0]] = rng.uniform(-half, half, 2)
     raise AcamError(f"cannot place the microphones {min_spacing} m apart in a {2 * half} m square; "
-                    "lower --min-spacing or raise --aperture")
+                    "lower min_spacing or raise aperture")
 
 
 # --------------------------------------------------------------------------------------- layouts

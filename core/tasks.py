@@ -115,7 +115,7 @@ def local_threads(workers: int | None, scheduler: str | None) -> int | None:
     return None if n is None else max(1, cpu_threads() // n)
 
 
-CLUSTER_EXTRA_MESSAGE = ("running tasks on Dask (--scheduler/--workers) needs the 'cluster' extra: "
+CLUSTER_EXTRA_MESSAGE = ("running tasks on Dask (a scheduler or workers) needs the 'cluster' extra: "
                          "pip install 'acam[cluster]' (in a checkout: pip install -e '.[cluster]')")
 
 

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from acam.core.errors import AcamError
+from acam.core.errors import AcamError, ParameterError
 from acam.core.progress import progress_bar
 from acam.core.safeio import write_text
 from acam.dataset.store import Dataset
@@ -419,8 +419,8 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
     per_rank_batch = cfg.batch_size
     if dist:
         if cfg.batch_size % dist.world:
-            raise AcamError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
-                            f"{dist.world} processes")
+            raise ParameterError("batch_size", cfg.batch_size,
+                                 f"(the global batch) must be a multiple of the {dist.world} processes")
         per_rank_batch = cfg.batch_size // dist.world
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -526,7 +526,7 @@ class EpochShuffle(torch.utils.data.Sampler):
 class Distributed:
     """One process of a ``torchrun`` job: DistributedDataParallel over NCCL (GPUs) or gloo (CPUs).
 
-    The global batch is ``--batch-size``, dealt out evenly to the processes by
+    The global batch is ``batch_size``, dealt out evenly to the processes by
     :class:`EpochShuffle` with the single-process shuffle, so each optimiser step sees the same
     samples as a single-process run and the result equals it within floating-point summation order
     (exactly so for models without batch norm; with batch norm, GPUs synchronise its statistics,
