@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-SCENARIO_NAMES = {1: "anechoic", 2: "office", 3: "outdoor"}
+from acam.dataset.scenarios import SCENARIO_NAMES      # the one map of scenario names
+
 # the registry names of the models (acam.learn.models.REGISTRY), typed here once: this module needs
 # no PyTorch, so the command line can offer them without importing it
 TEACHERS = ("dualcamnet", "resnet50", "temporal_resnet50", "avnet")
