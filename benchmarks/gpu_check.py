@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..beamform import Beamformer, CameraGrid, SteeringSpec, backend, default_array, write_raw
+from ..beamform.sensor import FRAME_RATE, IMAGE_COLS, IMAGE_ROWS, N_BINS, SAMPLE_FREQ
 from ..beamform.steering import steering_matrix
 
 TOL = {"single": 1e-4, "double": 1e-10, "mfcc": 1e-5, "steering_c64": 2.5e-7}
@@ -120,11 +121,11 @@ def parity_process(c: Check, cp, rng) -> None:
     cases = [(512, "single", "hann", 0.0), (100, "single", "tukey:0.75", 0.0), (512, "double", "hann", 0.0),
              (512, "single", "boxcar", 0.0), (512, "single", "hann", 1e-3)]
     for n_bins, prec, window, tol in cases:
-        spec = SteeringSpec(default_array(), CameraGrid(), 12288.0, n_bins, weights=DEAD_MIC)
+        spec = SteeringSpec(default_array(), CameraGrid(), SAMPLE_FREQ, n_bins, weights=DEAD_MIC)
         res = {}
         for dev in ("cpu", "cuda"):
             os.environ["ACAM_CACHE"] = tempfile.mkdtemp()      # no shared cache: each device factorises
-            bf = Beamformer(spec, 12.0, window, device=dev, precision=prec, tolerance=tol)
+            bf = Beamformer(spec, FRAME_RATE, window, device=dev, precision=prec, tolerance=tol)
             res[dev] = bf.process(frames if dev == "cpu" else cp.asarray(frames))
             if tol:
                 res[dev + "_ranks"] = bf.lowrank.ranks
@@ -132,7 +133,7 @@ def parity_process(c: Check, cp, rng) -> None:
         c.parity(name, map_err(res["cuda"], res["cpu"]), TOL[prec])
         if tol:
             c.figure(f"{name}: bins whose rank differs CPU/GPU", int((res["cpu_ranks"] != res["cuda_ranks"]).sum()), "")
-    spec = SteeringSpec(default_array(), CameraGrid(), 12288.0, 512)
+    spec = SteeringSpec(default_array(), CameraGrid(), SAMPLE_FREQ, 512)
     a = steering_matrix(spec, np, np.complex64)
     b = cp.asnumpy(steering_matrix(spec, cp, np.complex64))
     c.parity("steering complex64, GPU vs CPU, / max |A|", float(np.abs(b - a).max() / np.abs(a).max()),
@@ -145,7 +146,7 @@ def parity_files(c: Check, cp, rng, workdir: Path) -> None:
     from ..dataset.mfcc import cube_mfcc_settings, mfcc
 
     raw = workdir / "r42.h5"
-    write_raw(raw, rng.standard_normal((42 * 1024 + 300, 128)).astype(np.float32), 12288.0, default_array().positions)
+    write_raw(raw, rng.standard_normal((42 * 1024 + 300, 128)).astype(np.float32), SAMPLE_FREQ, default_array().positions)
     for out_dtype in ("float32", "float16"):
         cubes = {}
         for dev in ("cpu", "cuda"):
@@ -177,7 +178,7 @@ def throughput(c: Check, cp, rng) -> dict:
     t = gpu_seconds(cp, lambda: cp.copyto(dst, src))
     c.figure("device copy 1 GiB (read + write)", 2 * src.nbytes / t / 1e9, "GB/s")
     src = dst = None
-    bf = Beamformer(SteeringSpec(default_array(), CameraGrid(), 12288.0, 512), 12.0, "hann", device="cuda")
+    bf = Beamformer(SteeringSpec(default_array(), CameraGrid(), SAMPLE_FREQ, 512), FRAME_RATE, "hann", device="cuda")
     A = bf.steering
     X = cp.asarray(rng.standard_normal((512, 128, 256), np.float32)).astype(cp.complex64)
     Y = cp.empty((512, 1728, 256), cp.complex64)
@@ -186,14 +187,14 @@ def throughput(c: Check, cp, rng) -> dict:
     c.figure("batched GEMM 512 x (1728x128 @ 128x256)", gemm, "TFLOP/s", f"{gemm / peak:.0%} of peak")
     X = Y = None
     x = cp.asarray(rng.standard_normal((256, 1024, 128), np.float32))
-    o = cp.empty((256, 36, 48, 512), cp.float32)
+    o = cp.empty((256, IMAGE_ROWS, IMAGE_COLS, N_BINS), cp.float32)
     t = gpu_seconds(cp, lambda: bf.process(x, out=o))
     fl = bf.flops_per_frame() * 256 / t / 1e12
     c.figure("process() of 256 frames (exact)", t * 1e3, "ms",
              f"{fl:.1f} TFLOP/s = {fl / peak:.0%} of peak; {256 / 12 / t:.0f}x real time")
     c.figure("process() fraction of CGEMM peak", fl / peak, "", "goal >= 0.5")
     os.environ["ACAM_CACHE"] = tempfile.mkdtemp()
-    lr = Beamformer(bf.spec, 12.0, "hann", device="cuda", tolerance=1e-3)
+    lr = Beamformer(bf.spec, FRAME_RATE, "hann", device="cuda", tolerance=1e-3)
     lr.prepare()
     t_lr = gpu_seconds(cp, lambda: lr.process(x, out=o))
     c.figure("process() of 256 frames (low-rank 1e-3)", t_lr * 1e3, "ms",
@@ -207,13 +208,13 @@ def _bf16(c: Check, cp, spec, x, o, t_exact):
     from ..core.errors import AcamError
 
     try:
-        bf = Beamformer(spec, 12.0, "hann", device="cuda", precision="bf16")
+        bf = Beamformer(spec, FRAME_RATE, "hann", device="cuda", precision="bf16")
     except AcamError as exc:
         c.figure("bf16 path", float("nan"), "", f"not available: {exc}")
         return None
     t = gpu_seconds(cp, lambda: bf.process(x, out=o))
     c.figure("process() of 256 frames (bf16)", t * 1e3, "ms", f"{t_exact / t:.2f}x the complex64 path")
-    ref = Beamformer(spec, 12.0, "hann", device="cuda", precision="double").process(x[:16].astype(cp.float64))
+    ref = Beamformer(spec, FRAME_RATE, "hann", device="cuda", precision="double").process(x[:16].astype(cp.float64))
     got = bf.process(x[:16])
     c.figure("bf16 error vs double, / each map's peak", map_err(got, cp.asnumpy(ref)), "")
     return t
@@ -265,7 +266,7 @@ def end_to_end(c: Check, cp, rng, workdir: Path) -> None:
     from ..beamform.pipeline import RunSettings, beamform_file
 
     raw = workdir / "r30.h5"
-    write_raw(raw, rng.standard_normal((368640, 128), np.float32), 12288.0, default_array().positions)
+    write_raw(raw, rng.standard_normal((368640, 128), np.float32), SAMPLE_FREQ, default_array().positions)
     for out_dtype in ("float32", "float16"):
         for i in range(2):
             t0 = time.perf_counter()
@@ -295,7 +296,7 @@ def _mfcc_file_from_raw(cp, raw_path, out_path) -> float:
                         device="cuda")
         bin_hz, factor = cube_mfcc_settings({"nfft": 1024, "n_bins": 512, "window": "tukey:0.75", "frame_len": 1024})
         starts = frame_starts(raw.n_samples, raw.sample_freq, raw.frame_rate)
-        d = f.create_dataset("mfcc", (len(starts), 36, 48, 12), np.float32)
+        d = f.create_dataset("mfcc", (len(starts), IMAGE_ROWS, IMAGE_COLS, 12), np.float32)
         for b0 in range(0, len(starts), 256):
             frames = raw.read_frames(starts[b0:b0 + 256], bf.frame_len, np.float32)
             d[b0:b0 + len(frames)] = cp.asnumpy(mfcc(bf.process(cp.asarray(frames)), bin_hz, factor))
