@@ -299,7 +299,7 @@ def test_init_weights_freeze_the_video_backbone(tmp_path):
     path = str(tmp_path / "r50.pt")
     torch.save(imagenet, path)
     cfg = TrainConfig(model="resnet50", data="x", init=path)
-    assert cfg.model_config().options == {"pretrained": True}
+    assert cfg.model_config().options == {"temporal": False, "pretrained": True}     # every option written out
     m = ResNet50(14, **cfg.model_config().options)
     _load_init(m, path)
     assert torch.equal(m.layer3[0].conv2.weight, imagenet["layer3.0.conv2.weight"])
