@@ -688,6 +688,7 @@ def bench_group():
       acam bench all -o benchmarks/results/<machine>.json  every heavy step
       acam bench scale                                     files/s on 1, 2, 4 local Dask workers
       acam bench report benchmarks/results/*.json -o report.md
+      acam bench gpu-check -o OUT                          the GPU validation (parity, peak, overlap)
     """
 
 
@@ -737,6 +738,20 @@ def bench_scale(workers, files, seconds, output, smoke):
     from acam.benchmarks.scaling import run_scaling
 
     run_scaling(workers=workers, files=files, seconds=seconds, output=output, smoke=smoke, command=_command_line())
+
+
+@bench_group.command("gpu-check")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="Folder for gpu_check.json and gpu_check.md (default: $OUT, else gpu-check).")
+@click.option("--skip-e2e", is_flag=True, help="Leave out the 30 s end-to-end runs.")
+def bench_gpu_check(output, skip_e2e):
+    """The GPU validation: parity with the CPU (kernels at odd sizes, whole files, MFCC), cuBLAS peak,
+    batched GEMM, transfers and their overlap, end to end (needs CuPy and a GPU)."""
+    from acam.benchmarks.gpu_check import run_gpu_check
+
+    status = run_gpu_check(out=output, skip_e2e=skip_e2e)
+    if status:
+        raise click.exceptions.Exit(status)
 
 
 @bench_group.command("report")

@@ -26,7 +26,6 @@ when the beamformer offers one (``precision='bf16'``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -328,11 +327,10 @@ def markdown(info: dict, c: Check) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m acam.benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=os.environ.get("OUT", "gpu-check"), help="folder for gpu_check.json/.md")
-    p.add_argument("--skip-e2e", action="store_true", help="leave out the 30 s end-to-end runs")
-    args = p.parse_args(argv)
+def run_gpu_check(*, out: str | None = None, skip_e2e: bool = False) -> int:
+    """Every check and figure above; ``gpu_check.json`` and ``gpu_check.md`` into ``out`` (default:
+    ``$OUT``, else ``gpu-check``).  Returns the exit status: 0 passed, 1 a check failed, 2 no GPU."""
+    out = out or os.environ.get("OUT", "gpu-check")
     if not backend.gpu_available():
         print("gpu_check: CuPy or a CUDA GPU is not available", file=sys.stderr)
         return 2
@@ -352,9 +350,9 @@ def main(argv=None) -> int:
             c.section("transfers and overlap", transfers, cp, state)
         state.clear()
         cp.get_default_memory_pool().free_all_blocks()
-        if not args.skip_e2e:
+        if not skip_e2e:
             c.section("end to end", end_to_end, cp, rng, work)
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps({"card": info, "rows": c.rows, "failed": c.failed}, indent=1,
                                                    default=float) + "\n")
@@ -366,5 +364,5 @@ def main(argv=None) -> int:
     return 1 if c.failed else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":         # the GPU machine's entry point; options: ``acam bench gpu-check``
+    sys.exit(run_gpu_check(skip_e2e="--skip-e2e" in sys.argv[1:]))
