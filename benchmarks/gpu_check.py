@@ -3,7 +3,7 @@
 Run on a machine with a CUDA GPU and CuPy, from the repository root (``benchmarks/gpu_check.sh``
 runs this after ``pytest -m gpu``)::
 
-    python -m acam.benchmarks.gpu_check --out DIR
+    acam bench gpu-check -o DIR           (or: python -m acam.benchmarks.gpu_check [--skip-e2e], output in $OUT)
 
 Writes ``DIR/gpu_check.json`` (every figure, the card's name, CuPy/CUDA versions) and
 ``DIR/gpu_check.md`` (the same as a table for benchmarks/RESULTS.md), and prints the table.  Exit
