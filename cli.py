@@ -18,8 +18,39 @@ from acam.beamform.steering import DEFAULT_FORMULATION, FORMULATIONS
 from acam.beamform.sensor import HFOV, IMAGE_COLS, IMAGE_ROWS, SAMPLE_FREQ, SPEED_OF_SOUND, VFOV
 
 
+# ----------------------------------------------------------------------------------- error mapping
+def _flag(command: click.Command, param: str) -> str | None:
+    """The command's own spelling of a library parameter (``lam`` -> ``--lambda``), if it has one."""
+    for p in command.params:
+        if p.name == param and isinstance(p, click.Option):
+            return max(p.opts, key=len)
+    return None
+
+
+class _Command(click.Command):
+    """A command whose library errors name its flags: a :class:`ParameterError` about ``lam`` reads
+    ``--lambda 2.0 must lie in [0, 1]``; an :class:`OutputExists` points at ``--overwrite``."""
+
+    def invoke(self, ctx):
+        from acam.core.errors import OutputExists, ParameterError
+
+        try:
+            return super().invoke(ctx)
+        except ParameterError as exc:
+            flag = _flag(self, exc.param)
+            if flag is None:
+                raise
+            raise click.ClickException(f"{flag} {exc.value} {exc.rule}") from None
+        except OutputExists as exc:
+            if _flag(self, "overwrite") is None:
+                raise
+            raise click.ClickException(f"{exc.path} {exc.reason}; use --overwrite to replace it") from None
+
+
 class _Group(click.Group):
     """A click group that turns library errors into one line and a non-zero exit."""
+
+    command_class = _Command
 
     def invoke(self, ctx):
         from acam.core.errors import one_line_warnings
@@ -39,8 +70,161 @@ class _Group(click.Group):
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
 
 
+_Group.group_class = _Group
+
+
+# ------------------------------------------------------------------------------------ option types
+class Numbers(click.ParamType):
+    """``n`` numbers separated by commas or colons: a band ``LO:HI``, coordinates ``X,Y,Z``, a list of
+    frequencies (``n`` None: one or more).  ``ordered``: a band whose ``0 <= LO < HI``."""
+
+    def __init__(self, n: int | None, metavar: str, ordered: bool = False):
+        self.n, self.name, self.ordered = n, metavar, ordered
+
+    def get_metavar(self, param, ctx=None):
+        return self.name
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            vals = tuple(float(v) for v in str(value).replace(":", ",").split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not {self.n or 'a list of'} numbers ({self.name})", param, ctx)
+        if self.n is not None and len(vals) != self.n:
+            self.fail(f"{value!r} needs {self.n} numbers ({self.name})", param, ctx)
+        if self.ordered and not 0 <= vals[0] < vals[1]:
+            self.fail(f"{value!r}: need 0 <= LO < HI", param, ctx)
+        return vals
+
+
+BAND = Numbers(2, "LO:HI")
+XYZ = Numbers(3, "X,Y,Z")
+
+
+class ListOf(click.ParamType):
+    """A comma-separated list (``1,2,4``; empty items dropped, ``''`` is the empty list) of ``cast``
+    values, each at least ``lo`` when given."""
+
+    def __init__(self, cast=str, metavar: str = "A,B,...", lo: float | None = None):
+        self.cast, self.name, self.lo = cast, metavar, lo
+
+    def get_metavar(self, param, ctx=None):
+        return self.name
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        kind = {int: "whole numbers", float: "numbers"}.get(self.cast, "names")
+        try:
+            out = tuple(self.cast(x.strip()) for x in str(value).split(",") if x.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of {kind}", param, ctx)
+        for x in out:
+            if self.lo is not None and x < self.lo:
+                self.fail(f"{value!r}: {x} must be at least {self.lo:g}", param, ctx)
+        return out
+
+
+NAMES = ListOf(str, "NAME,...")
+INTS = ListOf(int, "N,...")
+FLOATS = ListOf(float, "X,...")
+
+
+class Scenarios(click.ParamType):
+    """``all``, or scenario numbers and names separated by commas -> sorted scenario numbers."""
+
+    name = "SCENARIOS"
+
+    def convert(self, value, param, ctx):
+        from acam.dataset.scenarios import parse_scenarios
+
+        if isinstance(value, list):
+            return value
+        try:
+            return parse_scenarios(value, f"--{param.name.replace('_', '-')}" if param else "scenarios")
+        except AcamError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+class TrainSets(click.ParamType):
+    """Training sets of ``learn reproduce``: each ``all`` or one scenario (number or name) -> ``'all'``, ``'1'``..."""
+
+    name = "SETS"
+
+    def convert(self, value, param, ctx):
+        from acam.dataset.scenarios import SCENARIO_NUMBERS
+
+        if isinstance(value, tuple):
+            return value
+        return tuple(str(SCENARIO_NUMBERS.get(s.strip().lower(), s.strip().lower())) for s in str(value).split(","))
+
+
+class Source(click.ParamType):
+    """A simulated source ``KIND[:ARGS]@X,Y,Z[*AMP]`` (:meth:`acam.beamform.simulate.SourceSpec.parse`)."""
+
+    name = "KIND[:ARGS]@X,Y,Z[*AMP]"
+
+    def convert(self, value, param, ctx):
+        from acam.beamform.simulate import SourceSpec
+
+        if isinstance(value, SourceSpec):
+            return value
+        try:
+            return SourceSpec.parse(value)
+        except AcamError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+class PerModel(click.ParamType):
+    """A number with overrides by model (``30,video=5``) -> ``(default, {model: n})``
+    (:func:`acam.learn.reproduce.per_model`); ``required``: the default number must be there."""
+
+    def __init__(self, what: str, required: bool = False):
+        self.what, self.required, self.name = what, required, "N[,MODEL=N...]"
+
+    def convert(self, value, param, ctx):
+        from acam.learn.reproduce import per_model
+
+        if isinstance(value, tuple):
+            return value
+        n, by = per_model(value, self.what)
+        if n is None and self.required:
+            self.fail(f"{value!r} needs a default number of {self.what} first (e.g. 30,video=5)", param, ctx)
+        return n, by
+
+
+# --------------------------------------------------------------------------------- shared options
 PROGRESS_HELP = ("Progress (default: on - a bar on a terminal, otherwise a plain line every "
                  "$ACAM_PROGRESS_SECONDS, default 30 s).")
+
+
+def _options(*options):
+    """One decorator applying ``options`` in the order written."""
+    def deco(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+    return deco
+
+
+progress_option = click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+
+
+def device_option(default: str = "auto", help: str | None = None):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=default,
+                        show_default=True, help=help)
+
+
+# --scheduler / --workers / --retries, shared by every command that fans out (acam.core.tasks)
+scale_options = _options(
+    click.option("--scheduler", default=None, metavar="ADDRESS|local|local-cuda",
+                 help="Dask scheduler (tcp://host:8786) to run the tasks on; 'local' = a local "
+                      "cluster, one worker per core; 'local-cuda' = one worker per GPU (dask-cuda) "
+                      "(default: run here, one task after another)."),
+    click.option("--workers", type=int, default=None, help="Worker processes of a local Dask cluster."),
+    click.option("--retries", default=2, show_default=True, help="Retries of a failing task before it is reported."),
+)
 
 
 def _progress(flag):
@@ -53,14 +237,8 @@ def _count(n: int, unit: str) -> str:
     return f"{n} {unit}" + ("" if n == 1 else "s")
 
 
-def _floats(text: str, n: int, what: str) -> tuple:
-    try:
-        vals = tuple(float(v) for v in text.replace(":", ",").split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not {n} numbers for {what}") from None
-    if len(vals) != n:
-        raise click.BadParameter(f"{text!r}: {what} needs {n} numbers")
-    return vals
+def _command_line() -> str:
+    return " ".join(["acam", *sys.argv[1:]])
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,20 +251,6 @@ def acam():
     Start here:   beamform demo          (simulate -> beamform -> picture, in ./acam-demo)
     Formats:      see README.md, "File formats"
     """
-
-
-def _scale_options(f):
-    """--scheduler / --workers / --retries, shared by every command that fans out (acam.core.tasks)."""
-    for opt in reversed([
-        click.option("--scheduler", default=None, metavar="ADDRESS|local|local-cuda",
-                     help="Dask scheduler (tcp://host:8786) to run the tasks on; 'local' = a local "
-                          "cluster, one worker per core; 'local-cuda' = one worker per GPU (dask-cuda) "
-                          "(default: run here, one task after another)."),
-        click.option("--workers", type=int, default=None, help="Worker processes of a local Dask cluster."),
-        click.option("--retries", default=2, show_default=True, help="Retries of a failing task before it is reported."),
-    ]):
-        f = opt(f)
-    return f
 
 
 # --------------------------------------------------------------------------------------- beamform
@@ -107,20 +271,20 @@ def beamform_group():
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Raw recording to write (.h5).")
 @click.option("--array", "array_file", type=click.Path(dir_okay=False),
               help="Array geometry (.xml Acoular, .csv, .npy, .h5); default: the built-in 128-mic layout.")
-@click.option("--source", "sources", multiple=True, metavar="KIND[:ARGS]@X,Y,Z[*AMP]",
+@click.option("--source", "sources", multiple=True, type=Source(),
               help="A source, repeatable: noise@0,0,2 | tone:2000@-1,0,3 (the frequency is required) | "
                    "chirp:500-6000@0.5,0.2,2.5 | "
                    "burst@... | wav:FILE@...  Positions in metres, camera frame (x right, y up, z forward). "
                    "Default: a noise source and a chirp.")
 @click.option("--duration", default=2.0, show_default=True, help="Seconds.")
 @click.option("--room", type=click.Choice(["anechoic", "shoebox"]), default="anechoic", show_default=True)
-@click.option("--room-dim", default="7,6,3", show_default=True,
+@click.option("--room-dim", type=XYZ, default="7,6,3", show_default=True,
               help="Shoebox size in the room's own frame, metres: width x, depth y (the array looks along "
                    "+y), height z. Unlike --source (camera frame, y up), the room frame is z-up.")
 @click.option("--rt60", default=0.5, show_default=True, help="Shoebox reverberation time, seconds.")
 @click.option("--absorption", type=float, default=None, help="Wall energy absorption 0-1, instead of --rt60.")
 @click.option("--max-order", type=int, default=None, help="Image-source order (default: from RT60, at most 12).")
-@click.option("--array-pos", default=None, help="Array centre in the room frame x,y,z (z up; default: centred in "
+@click.option("--array-pos", type=XYZ, default=None, help="Array centre in the room frame x,y,z (z up; default: centred in "
                                                  "x, 1 m from the y = 0 wall, 1.5 m high).")
 @click.option("--noise-snr", type=float, default=None, help="Add diffuse noise at this SNR (dB).")
 @click.option("--sample-rate", default=SAMPLE_FREQ, show_default=True, help="Hz (the sensor's rate).")
@@ -130,33 +294,18 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
                  noise_snr, sample_rate, frame_rate, seed):
     """Simulate a recording of the array with pyroomacoustics and write it as a raw .h5 file."""
     from acam.beamform.geometry import ArrayGeometry
-    from acam.beamform.io import write_raw
-    from acam.beamform.simulate import Scene, SourceSpec, simulate, source_warnings
+    from acam.beamform.simulate import Scene, simulate_file
 
-    kw = {}
-    if sources:
-        kw["sources"] = tuple(SourceSpec.parse(s) for s in sources)
-    scene = Scene(duration=duration, sample_freq=sample_rate, room=room,
-                  room_dim=_floats(room_dim, 3, "--room-dim"), rt60=rt60, absorption=absorption,
-                  max_order=max_order,
-                  array_position=_floats(array_pos, 3, "--array-pos") if array_pos else None,
-                  noise_snr=noise_snr, seed=seed, frame_rate=frame_rate, **kw)
+    scene = Scene(duration=duration, sample_freq=sample_rate, room=room, room_dim=room_dim, rt60=rt60,
+                  absorption=absorption, max_order=max_order, array_position=array_pos, noise_snr=noise_snr,
+                  seed=seed, frame_rate=frame_rate, **({"sources": sources} if sources else {}))
     geom = ArrayGeometry.from_file(array_file) if array_file else None
-    from acam.core.safeio import check_output
-
-    scene.validate(geom.n_mics if geom else 128)      # bad settings and outputs fail before any warning
-    check_output(output)
-    if sources:
-        for line in source_warnings(scene.sources, HFOV, VFOV):
-            click.echo(f"warning: {line}", err=True)
-    rec = simulate(scene, geom)
-    write_raw(output, rec["time_data"], rec["sample_freq"], rec["mic_positions"], frame_rate,
-              source_positions=rec["source_positions"],
-              attrs={"scene_room": room, "hfov": HFOV, "vfov": VFOV, "unit": "Pa",
-                     "generator": f"acam {__version__}"})
-    n, m = rec["time_data"].shape
+    warn = (lambda line: click.echo(f"warning: {line}", err=True)) if sources else None
+    rec = simulate_file(output, scene, geom, hfov=HFOV, vfov=VFOV, warn=warn,
+                        attrs={"generator": f"acam {__version__}"})
+    n, m = rec["n_samples"], rec["n_channels"]
     click.echo(f"wrote {output}: {m} channels x {n} samples ({n / sample_rate:.2f} s at {sample_rate:g} Hz), "
-               f"{len(scene.sources)} source(s), {room}")
+               f"{rec['n_sources']} source(s), {room}")
 
 
 @beamform_group.command("run")
@@ -171,8 +320,7 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
 @click.option("--cols", default=IMAGE_COLS, show_default=True, help="Acoustic image columns.")
 @click.option("--speed-of-sound", default=SPEED_OF_SOUND, show_default=True, help="m/s.")
 @click.option("--window", default="boxcar", show_default=True, help="boxcar | hann | hamming | blackman | tukey[:ALPHA].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto uses the GPU when CuPy sees one.")
+@device_option(help="auto uses the GPU when CuPy sees one.")
 @click.option("--precision", type=click.Choice(["single", "double", "bf16", "bf16x3"]), default="single",
               show_default=True, help="Steering product: complex64 | complex128 | bfloat16 operands with float32 "
                                       "accumulation | three bfloat16 products (about float32 accuracy); bf16 and "
@@ -194,8 +342,8 @@ def simulate_cmd(output, array_file, sources, duration, room, room_dim, rt60, ab
                    "written into one cube in order (default: one task per recording).")
 @click.option("--overwrite", is_flag=True, help="Redo cubes that exist (default: skip those made with the same "
                                                "settings from the recording as it is now, refuse the others).")
-@_scale_options
-@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+@scale_options
+@progress_option
 def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, window, device, precision,
             out_dtype, array_file, frame_rate, block_frames, threads, tolerance, steering, frames_per_task, overwrite,
             scheduler, workers, retries, progress):
@@ -210,32 +358,24 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
     """
     import time
 
+    from acam.beamform.batch import beamform_one, default_output, expand_inputs, is_batch
     from acam.beamform.geometry import ArrayGeometry
-    from acam.beamform.batch import beamform_one
     from acam.beamform.pipeline import RunSettings
+    from acam.core.tasks import check_retries
 
-    if bins < 1:
-        raise click.ClickException(f"--bins {bins} must be at least 1")
-    if threads is not None and threads < 1:
-        raise click.ClickException(f"--threads {threads} must be at least 1")
-    if retries < 0:
-        raise click.ClickException(f"--retries {retries} must be at least 0")
-    from acam.beamform.batch import expand_inputs
-
-    raws = expand_inputs(raw)
     settings = RunSettings(bins=bins, focus=focus, hfov=hfov, vfov=vfov, rows=rows, cols=cols,
                            speed_of_sound=speed_of_sound, window=window, device=device,
                            precision=precision, out_dtype=out_dtype, frame_rate=frame_rate,
                            block_frames=block_frames, threads=threads, tolerance=tolerance, steering=steering)
+    check_retries(retries)
+    raws = expand_inputs(raw)
     geom = ArrayGeometry.from_file(array_file) if array_file else None
     show = _progress(progress)
-    many = (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None
-            or (output is not None and (os.path.isdir(output) or output.endswith(os.sep))))
-    if many:
+    if is_batch(raws, output, scheduler, workers, frames_per_task):
         return _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries,
                          overwrite, show)
     raw = raws[0]
-    output = output or os.path.splitext(raw)[0] + ".cube.h5"
+    output = output or default_output(raw)
     t0 = time.perf_counter()
     rep = beamform_one(raw, output, settings, geom, overwrite, show)
     if rep is None:
@@ -252,13 +392,12 @@ def run_cmd(raw, output, bins, focus, hfov, vfov, rows, cols, speed_of_sound, wi
 
 def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries, overwrite, show):
     from acam.beamform.batch import beamform_many
+    from acam.core.tasks import local_workers
 
     if output is None:
         raise click.UsageError("several recordings (or --scheduler/--workers/--frames-per-task) need -o FOLDER")
     if os.path.exists(output) and not os.path.isdir(output):
         raise click.UsageError(f"-o {output!r} is a file; several recordings need a folder")
-    from acam.core.tasks import local_workers
-
     local_workers(workers, scheduler)          # a bad --workers fails before anything is made
     res = beamform_many(raws, output, settings, geom, scheduler, workers, frames_per_task, retries,
                         overwrite, show, click.echo)
@@ -270,14 +409,16 @@ def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task,
         click.echo(f"wrote {len(res.outputs)} cube(s) into {output}: {res.seconds_of_audio:.1f} s of audio "
                    f"in {rep.wall:.1f} s ({res.seconds_of_audio / rep.wall:.1f}x real time)")
     if rep.failed:
-        raise click.ClickException(f"{len(rep.failed)} of {len(raws)} recording(s) failed (listed above)")
+        hint = f"; {len(res.exist)} existing cube(s) were made otherwise: --overwrite replaces them" if res.exist else ""
+        raise click.ClickException(f"{len(rep.failed)} of {len(raws)} recording(s) failed (listed above){hint}")
 
 
 @beamform_group.command("show")
 @click.argument("cube", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG to write (default: CUBE's name + .png).")
 @click.option("--frame", type=int, default=None, help="Frame to draw (default: the mean of all frames).")
-@click.option("--band", default="900:6400", show_default=True, help="LO:HI Hz summed per pixel.")
+@click.option("--band", type=Numbers(2, "LO:HI", ordered=True), default="900:6400", show_default=True,
+              help="LO:HI Hz summed per pixel.")
 @click.option("--range", "dyn_range", default=15.0, show_default=True,
               help="Dynamic range shown, dB: quieter pixels stay uncoloured.")
 @click.option("--absolute", is_flag=True, help="Colour scale in dB SPL (re 20 uPa) instead of dB re the peak "
@@ -287,24 +428,22 @@ def _run_many(raws, output, settings, geom, scheduler, workers, frames_per_task,
               help="Also write the acoustic video: the heat map over every frame (.gif; .mp4 with the "
                    "'video' extra).")
 @click.option("--fps", type=float, default=None, help="Animation frames per second (default: the cube's, real time).")
-@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+@progress_option
 def show_cmd(cube, output, frame, band, dyn_range, absolute, video, animation, fps, progress):
     """Draw CUBE's band energy as a heat map over the video frame (or a plain frame) into a PNG:
     azimuth and elevation in degrees, metres on the focus plane, the loudest pixel and the true
     sources; with --animate, every frame into an animation."""
+    from acam.beamform.batch import default_output
     from acam.beamform.plot import show_cube
 
-    lo, hi = _floats(band, 2, "--band")
-    if not 0 <= lo < hi:
-        raise click.BadParameter(f"{band!r}: need 0 <= LO < HI", param_hint="--band")
     if animation is None or output is not None:
-        output = output or os.path.splitext(cube)[0] + ".png"
-        info = show_cube(cube, output, frame, (lo, hi), dyn_range, video, absolute=absolute, animation=animation)
+        output = output or default_output(cube, ".png")
+        info = show_cube(cube, output, frame, band, dyn_range, video, absolute=absolute, animation=animation)
         click.echo(f"wrote {output}: peak at {info['text']}")
     if animation is not None:
         from acam.beamform.animate import animate_cube
 
-        res = animate_cube(cube, animation, (lo, hi), dyn_range, video, absolute, fps,
+        res = animate_cube(cube, animation, band, dyn_range, video, absolute, fps,
                            progress=_progress(progress))
         click.echo(f"wrote {animation}: {res['frames']} frames of {res['width']} x {res['height']} pixels "
                    f"at {res['fps']:g} frames/s")
@@ -312,7 +451,7 @@ def show_cmd(cube, output, frame, band, dyn_range, absolute, video, animation, f
 
 @beamform_group.command("demo")
 @click.option("-o", "--outdir", default="acam-demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 def demo_cmd(outdir, device):
     """Simulate a two-source scene, beamform it (512 bins) and draw the picture - all in OUTDIR."""
     os.makedirs(outdir, exist_ok=True)
@@ -337,82 +476,61 @@ def geometry_group():
     """
 
 
-LAYOUTS = ("grid", "spiral", "sunflower", "random", "optimised")
+def _layouts() -> list:
+    from acam.beamform.design import LAYOUTS
+
+    return list(LAYOUTS)
 
 
 @geometry_group.command("make")
-@click.argument("kind", type=click.Choice(LAYOUTS))
+@click.argument("kind", type=click.Choice(_layouts()))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".xml (Acoular), .csv or .npy")
 @click.option("--mics", default=128, show_default=True)
 @click.option("--aperture", default=0.45, show_default=True, help="Side of the square, metres.")
 @click.option("--min-spacing", default=0.025, show_default=True, help="Metres (random, optimised).")
 @click.option("--clearance", default=0.035, show_default=True, help="Free radius at the centre for the lens, metres.")
 @click.option("--arms", default=8, show_default=True, help="Spiral arms.")
-@click.option("--band", default="500:6000", show_default=True, help="LO:HI Hz the optimiser works on.")
+@click.option("--band", type=BAND, default="500:6000", show_default=True, help="LO:HI Hz the optimiser works on.")
 @click.option("--iterations", default=20000, show_default=True, help="Optimiser moves.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+@progress_option
 def geometry_make(kind, output, mics, aperture, min_spacing, clearance, arms, band, iterations, seed, progress):
     """Make a layout: grid (uniform rectangular), spiral (multi-arm log), sunflower (Fermat),
     random (aperiodic, minimum spacing) or optimised (lowest worst sidelobe over --band)."""
-    from acam.beamform import geometry as geo
-    from acam.beamform.design import optimise
+    from acam.beamform.design import LayoutOptions, make_layout
 
-    if kind == "grid":
-        g = geo.uniform_grid(mics, aperture)
-    elif kind == "spiral":
-        g = geo.spiral(mics, aperture, arms, clearance)
-    elif kind == "sunflower":
-        g = geo.sunflower(mics, aperture, clearance)
-    elif kind == "random":
-        g = geo.aperiodic(mics, aperture, min_spacing, clearance, seed)
-    else:
-        lo, hi = _floats(band, 2, "--band")
-        g = optimise(mics, aperture, (lo, hi), min_spacing=min_spacing, clearance=clearance, seed=seed,
-                     iterations=iterations, progress=_progress(progress))
+    options = LayoutOptions(n_mics=mics, aperture=aperture, min_spacing=min_spacing, clearance=clearance, arms=arms,
+                            band=band, iterations=iterations, seed=seed)
+    g = make_layout(kind, options, progress=_progress(progress))
     g.save(output)
     click.echo(f"wrote {output}: {g.n_mics} microphones, min spacing {g.min_spacing * 1000:.1f} mm")
 
 
 def _report(files, freqs, band, output, hfov, vfov, focus, progress=None):
     from acam.beamform.grid import CameraGrid
-    from acam.beamform.report import draw, evaluate_all, load_geometry, table
+    from acam.beamform.report import report_layouts
 
-    fs = _floats(freqs, len(freqs.split(",")), "--freqs")
-    lo, hi = _floats(band, 2, "--band")
-    grid = CameraGrid(hfov=hfov, vfov=vfov, focus=focus)
-    geometries = [load_geometry(f) for f in files]
+    report_layouts(files, freqs, band, output, CameraGrid(hfov=hfov, vfov=vfov, focus=focus),
+                   progress=_progress(progress), echo=click.echo)
     if output:
-        from acam.core.safeio import check_output
-
-        check_output(output)           # before any figure is computed: no input may be the output
-    results = evaluate_all(geometries, grid, fs, (lo, hi), progress=_progress(progress))
-    click.echo(table(results))
-    if output:
-        draw(results, output)
         click.echo(f"wrote {output}")
 
 
-_report_options = [
-    click.option("--freqs", default="1000,2000,4000,6000", show_default=True, help="Hz, comma separated."),
-    click.option("--band", default="500:6000", show_default=True, help="LO:HI Hz for the worst sidelobe."),
+report_options = _options(
+    click.option("--freqs", type=Numbers(None, "F,..."), default="1000,2000,4000,6000", show_default=True,
+                 help="Hz, comma separated."),
+    click.option("--band", type=BAND, default="500:6000", show_default=True, help="LO:HI Hz for the worst sidelobe."),
     click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG figure."),
     click.option("--hfov", default=HFOV, show_default=True),
     click.option("--vfov", default=VFOV, show_default=True),
     click.option("--focus", default=2.0, show_default=True),
-    click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP),
-]
-
-
-def _with_report_options(f):
-    for opt in reversed(_report_options):
-        f = opt(f)
-    return f
+    progress_option,
+)
 
 
 @geometry_group.command("report")
 @click.argument("array_file", type=click.Path(dir_okay=False))
-@_with_report_options
+@report_options
 def geometry_report(array_file, freqs, band, output, hfov, vfov, focus, progress):
     """PSF maps, -3 dB beam width, peak sidelobe level and grating-lobe onset of one layout."""
     _report([array_file], freqs, band, output, hfov, vfov, focus, progress)
@@ -420,7 +538,7 @@ def geometry_report(array_file, freqs, band, output, hfov, vfov, focus, progress
 
 @geometry_group.command("compare")
 @click.argument("array_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@_with_report_options
+@report_options
 def geometry_compare(array_files, freqs, band, output, hfov, vfov, focus, progress):
     """The same figures for several layouts in one table and one figure."""
     _report(array_files, freqs, band, output, hfov, vfov, focus, progress)
@@ -446,7 +564,7 @@ def dataset_group():
 @click.option("--preset", type=click.Choice(["tiny", "small", "paper"]), default="tiny", show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--cubes", type=click.Choice(["float16", "float32"]), default=None,
               help="Also store full 512-bin cubes (3.5 MB per frame in float32).")
 @click.option("--keep-raw", is_flag=True, help="Also store the 128-channel recordings.")
@@ -456,8 +574,8 @@ def dataset_group():
               help="2: cited levels, sensor noise, ambience, competing sources, the stated RT60; 1: the first simulation.")
 @click.option("--sounds", type=click.Path(file_okay=False), default=None,
               help="Folder of recordings DIR/<action>/*.wav played instead of the synthesised sounds.")
-@_scale_options
-@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+@scale_options
+@progress_option
 def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, only, physics, sounds, scheduler, workers,
                   retries, progress):
     """Simulate, beamform and store a dataset; resumes where an interrupted build stopped.
@@ -483,8 +601,7 @@ def dataset_build(preset, output, seed, device, cubes, keep_raw, limit, only, ph
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the figures as JSON here and a PNG beside it.")
 @click.option("--limit", type=int, default=None, help="At most this many sequences (in manifest order).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
-              help="Where the beamformer runs on the re-rendered parts.")
+@device_option("cpu", help="Where the beamformer runs on the re-rendered parts.")
 def dataset_diagnose(folder, output, limit, device):
     """Measure what spatial filtering can do on a dataset, without training: single-microphone and
     source-pixel SNR and SIR, levels, the rendered RT60, per scenario and action."""
@@ -523,12 +640,13 @@ def dataset_info(folder):
               help="lab: undo the cube's power normalisation first, as the lab's code sees |rfft|^2.")
 @click.option("--true-bins", is_flag=True, help="Place mel filters on the cube's real bin frequencies "
               "instead of the lab code's 12 800 Hz assumption.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 def dataset_mfcc(cube, output, units, true_bins, device):
     """Compress a cube file (n, 36, 48, 512) into an MFCC cube (n, 36, 48, 12)."""
+    from acam.dataset.mfcc import LAB_RATE
     from acam.dataset.mfcc_file import mfcc_file
 
-    n = mfcc_file(cube, output, units, None if true_bins else 12800.0, device)
+    n = mfcc_file(cube, output, units, None if true_bins else LAB_RATE, device)
     click.echo(f"wrote {output}: {n} frames x 12 coefficients per pixel")
 
 
@@ -547,18 +665,16 @@ def dataset_import_tfrecord(src, output):
 @click.argument("src", type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Raw recording (.h5).")
 @click.option("--array", "array_file", type=click.Path(dir_okay=False), help="The sensor's microphone positions.")
-@click.option("--bad-mics", default="79,105", show_default=True, help="0-based broken microphones ('' for none).")
+@click.option("--bad-mics", type=ListOf(int, "N,..."), default="79,105", show_default=True,
+              help="0-based broken microphones ('' for none).")
 def dataset_import_dc(src, output, array_file, bad_mics):
     """Concatenate the sensor's raw .dc frame files (int32 128 x 1024) into a raw recording."""
     from acam.beamform.geometry import ArrayGeometry
+    from acam.beamform.sensor import FRAME_RATE
     from acam.dataset.importers import import_dc
 
-    try:
-        bad = [int(x) for x in bad_mics.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{bad_mics!r} is not a list of microphone numbers") from None
-    n = import_dc(src, output, ArrayGeometry.from_file(array_file) if array_file else None, bad)
-    click.echo(f"wrote {output}: {n} frames ({n / 12:.1f} s)")
+    n = import_dc(src, output, ArrayGeometry.from_file(array_file) if array_file else None, list(bad_mics))
+    click.echo(f"wrote {output}: {n} frames ({n / FRAME_RATE:.1f} s)")
 
 
 # ------------------------------------------------------------------------------------------ bench
@@ -573,27 +689,21 @@ def bench_group():
       acam bench all -o benchmarks/results/<machine>.json  every heavy step
       acam bench scale                                     files/s on 1, 2, 4 local Dask workers
       acam bench report benchmarks/results/*.json -o report.md
+      acam bench gpu-check -o OUT                          the GPU validation (parity, peak, overlap)
     """
-
-
-def _csv(text: str, what: str, cast=str) -> tuple:
-    try:
-        return tuple(cast(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list for {what}") from None
 
 
 @bench_group.command("beamform")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="JSON file with every figure.")
 @click.option("--peers", is_flag=True, help="Also time Acoular (if installed) and pyroomacoustics.")
-@click.option("--sweep", default="", help="Comma-separated: mics,grid,bins,frames (compute step), length (whole command: time and peak memory).")
+@click.option("--sweep", type=NAMES, default="", help="Comma-separated: mics,grid,bins,frames (compute step), length (whole command: time and peak memory).")
 @click.option("--seconds", type=float, default=None, help="Recording length for the end-to-end runs (default 30).")
 @click.option("--repeats", type=int, default=None, help="Timed runs per figure (default 5, 3 for the expensive ones).")
-@click.option("--tolerances", default="", help="Low-rank steering side by side, e.g. 1e-2,1e-3,1e-4: compute step, "
+@click.option("--tolerances", type=FLOATS, default="", help="Low-rank steering side by side, e.g. 1e-2,1e-3,1e-4: compute step, "
                                                "error, and the whole command with an empty and a warm cache.")
-@click.option("--precisions", default="", help="Reduced precision side by side with single, e.g. bf16,bf16x3: "
+@click.option("--precisions", type=NAMES, default="", help="Reduced precision side by side with single, e.g. bf16,bf16x3: "
                                                "speed and error against float64 in the same run (needs PyTorch).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--smoke", is_flag=True, help="A tiny configuration that only checks the benchmark runs.")
 def bench_beamform(output, peers, sweep, seconds, repeats, tolerances, precisions, device, smoke):
     """The beamformer: machine peak, compute step, end to end, baselines (and peers, sweeps, low-rank,
@@ -601,13 +711,12 @@ def bench_beamform(output, peers, sweep, seconds, repeats, tolerances, precision
     from acam.benchmarks.bench_beamform import run_beamform
 
     run_beamform(smoke=smoke, seconds=seconds, output=output, device=device, repeats=repeats, peers=peers,
-                 sweeps=_csv(sweep, "--sweep"), tolerances=_csv(tolerances, "--tolerances", float),
-                 precisions=_csv(precisions, "--precisions"), command=" ".join(["acam", *sys.argv[1:]]))
+                 sweeps=sweep, tolerances=tolerances, precisions=precisions, command=_command_line())
 
 
 @bench_group.command("all")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="JSON file with every figure.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--smoke", is_flag=True)
 def bench_all(output, device, smoke):
     """Every heavy step: beamformer with peers, sweeps, low-rank and precision modes, MFCC, dataset,
@@ -616,12 +725,11 @@ def bench_all(output, device, smoke):
 
     run_beamform(smoke=smoke, output=output, device=device, peers=True,
                  sweeps=("mics", "grid", "bins", "frames", "length"), tolerances=(1e-2, 1e-3, 1e-4),
-                 precisions=("bf16", "bf16x3"), steps=True, scaling=(1, 2, 4),
-                 command=" ".join(["acam", *sys.argv[1:]]))
+                 precisions=("bf16", "bf16x3"), steps=True, scaling=(1, 2, 4), command=_command_line())
 
 
 @bench_group.command("scale")
-@click.option("--workers", default="1,2,4", show_default=True, help="Local Dask cluster sizes.")
+@click.option("--workers", type=INTS, default="1,2,4", show_default=True, help="Local Dask cluster sizes.")
 @click.option("--files", default=16, show_default=True, help="Recordings (one task each).")
 @click.option("--seconds", default=2.0, show_default=True, help="Length of each recording.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="JSON file with every figure.")
@@ -630,8 +738,21 @@ def bench_scale(workers, files, seconds, output, smoke):
     """Files per second on 1, 2, 4 local Dask workers against the ideal line; overhead per task."""
     from acam.benchmarks.scaling import run_scaling
 
-    run_scaling(workers=_csv(workers, "--workers", int), files=files, seconds=seconds, output=output, smoke=smoke,
-                command=" ".join(["acam", *sys.argv[1:]]))
+    run_scaling(workers=workers, files=files, seconds=seconds, output=output, smoke=smoke, command=_command_line())
+
+
+@bench_group.command("gpu-check")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="Folder for gpu_check.json and gpu_check.md (default: $OUT, else gpu-check).")
+@click.option("--skip-e2e", is_flag=True, help="Leave out the 30 s end-to-end runs.")
+def bench_gpu_check(output, skip_e2e):
+    """The GPU validation: parity with the CPU (kernels at odd sizes, whole files, MFCC), cuBLAS peak,
+    batched GEMM, transfers and their overlap, end to end (needs CuPy and a GPU)."""
+    from acam.benchmarks.gpu_check import run_gpu_check
+
+    status = run_gpu_check(out=output, skip_e2e=skip_e2e)
+    if status:
+        raise click.exceptions.Exit(status)
 
 
 @bench_group.command("report")
@@ -666,18 +787,21 @@ def learn_group():
         raise click.ClickException("the learn commands need PyTorch: pip install -e '.[learn]'") from None
 
 
-def _scenarios(text: str, what: str = "--train-on") -> list[int]:
-    from acam.dataset.scenarios import parse_scenarios
-
-    return parse_scenarios(text, what)
-
-
 SCENARIO_HELP = "all, or numbers or names separated by commas: 1 anechoic, 2 office, 3 outdoor"
 
 
+def _model_names():
+    from acam.learn.names import MODELS, STUDENTS
+
+    return MODELS, STUDENTS
+
+
+MODELS, STUDENTS = _model_names()
+
 _train_options = [
     click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset folder."),
-    click.option("--train-on", default="all", show_default=True, help=f"Scenarios to train on: {SCENARIO_HELP}."),
+    click.option("--train-on", type=Scenarios(), default="all", show_default=True,
+                 help=f"Scenarios to train on: {SCENARIO_HELP}."),
     click.option("--epochs", default=100, show_default=True,
                  help="Epochs in all; raise it to train a resumed run further."),
     click.option("--batch-size", default=32, show_default=True),
@@ -690,18 +814,10 @@ _train_options = [
                  help="stratified: by recording, stratified by scenario x action; blocks: the authors' 10 s blocks."),
     click.option("--keep", type=click.Choice(["best", "all"]), default="best", show_default=True,
                  help="best: drop last.pt once the run is finished; all: keep it (to raise --epochs later)."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    device_option(),
     click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder."),
-    click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP),
+    progress_option,
 ]
-
-
-def _with(options):
-    def deco(f):
-        for opt in reversed(options):
-            f = opt(f)
-        return f
-    return deco
 
 
 def _done(output, res):
@@ -709,15 +825,14 @@ def _done(output, res):
 
 
 @learn_group.command("train")
-@click.option("--model", required=True, type=click.Choice(
-    ["dualcamnet", "resnet50", "temporal_resnet50", "avnet", "hearnet", "soundnet"]))
+@click.option("--model", required=True, type=click.Choice(list(MODELS)))
 @click.option("--init", type=click.Path(dir_okay=False), help="Local weights (torchvision ResNet-50: the video "
               "models then freeze the backbone and train the classifier, as the authors; SoundNet...).")
 @click.option("--input", "inputs", type=click.Choice(["mfcc_mono", "spectrogram_beam"]), default=None,
               help="A control's input instead of the model's own (DualCamNet: mfcc_mono; HearNet: spectrogram_beam).")
 @click.option("--teacher-loss", type=click.Choice(["frame", "clip"]), default="frame", show_default=True,
               help="Frame-wise teachers: loss per frame (the authors') or on the frames' mean logits.")
-@_with(_train_options)
+@_options(*_train_options)
 def learn_train(model, init, inputs, teacher_loss, data, train_on, epochs, batch_size, lr, seed, crops,
                 weight_decay, split, keep, device, output, progress):
     """Train a teacher or a student on ground-truth labels (resumes an interrupted run).
@@ -727,50 +842,39 @@ def learn_train(model, init, inputs, teacher_loss, data, train_on, epochs, batch
       torchrun --nproc-per-node 4 -m acam.learn train --model resnet50 --data data/paper -o runs/r50
     --batch-size stays the global batch (split evenly over the processes), so the run equals a
     single-process one up to floating-point summation order; rank 0 writes the run folder."""
-    from acam.learn.reproduce import learning_rate
-    from acam.learn.train import TrainConfig, fit
+    from acam.learn.runs import train_config
+    from acam.learn.train import fit, is_main_process
 
-    sc = _scenarios(train_on)
-    if lr is None:                                        # --lr 0 is refused, not defaulted
-        lr = learning_rate(model, "G", str(sc[0]) if len(sc) == 1 else "all")
-    cfg = TrainConfig(model, data, sc, epochs, batch_size, lr, seed, None, crops, weight_decay=weight_decay,
-                      device=device, inputs=inputs, teacher_loss=teacher_loss, split=split, init=init)
+    cfg = train_config(model=model, data=data, train_on=train_on, lr=lr, epochs=epochs, batch_size=batch_size,
+                       seed=seed, crops_per_sequence=crops, weight_decay=weight_decay, device=device,
+                       inputs=inputs, teacher_loss=teacher_loss, split=split, init=init)
     res = fit(cfg, output, _progress(progress), keep=keep)
-    if os.environ.get("RANK", "0") == "0":
+    if is_main_process():
         _done(output, res)
 
 
 @learn_group.command("distill")
 @click.option("--teacher", required=True, type=click.Path(file_okay=False), help="Teacher run folder.")
-@click.option("--student", required=True, type=click.Choice(["hearnet", "soundnet"]))
+@click.option("--student", required=True, type=click.Choice(list(STUDENTS)))
 @click.option("--lambda", "lam", default=0.5, show_default=True, help="Weight of the teacher's soft labels.")
 @click.option("--temperature", default=1.0, show_default=True)
 @click.option("--grid", is_flag=True, help="Grid-search lr in {1e-3, 1e-4}, T in {1, 2, 5}, lambda in "
               "{0.25, 0.5, 0.75} on the validation split; keep the best run in OUTPUT.")
-@_with(_train_options[1:])
+@_options(*_train_options[1:])
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the teacher's).")
-@_scale_options
+@scale_options
 def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, batch_size, lr, seed, crops,
                   weight_decay, split, keep, device, output, progress, data, scheduler, workers, retries):
     """Train a student with the paper's distillation loss (Eq. 1) from a teacher's soft labels.
 
     With --grid, each of the 18 combinations is one task: --workers N / --scheduler ADDRESS run
     them on a Dask cluster."""
-    from acam.learn.reproduce import learning_rate
-    from acam.learn.names import TAGS
-    from acam.learn.train import TrainConfig, fit, load_run
+    from acam.learn.runs import distill_config
+    from acam.learn.train import fit
 
-    if not 0 <= lam <= 1:
-        raise click.BadParameter(f"--lambda {lam} must lie in [0, 1]")
-    if temperature <= 0:
-        raise click.BadParameter(f"--temperature {temperature} must be positive")
-    _, ck = load_run(teacher)
-    data = data or ck["train_config"]["data"]
-    sc = _scenarios(train_on)
-    if lr is None:                                        # --lr 0 is refused, not defaulted
-        lr = learning_rate(student, TAGS.get(ck["train_config"]["model"], "D"), str(sc[0]) if len(sc) == 1 else "all")
-    cfg = TrainConfig(student, data, sc, epochs, batch_size, lr, seed, None, crops, os.path.abspath(teacher), lam,
-                      temperature, weight_decay=weight_decay, device=device, split=split)
+    cfg = distill_config(student=student, teacher=teacher, train_on=train_on, data=data, lr=lr, lam=lam,
+                         temperature=temperature, epochs=epochs, batch_size=batch_size, seed=seed,
+                         crops_per_sequence=crops, weight_decay=weight_decay, device=device, split=split)
     show = _progress(progress)
     if grid:
         from acam.learn.train import grid_search
@@ -778,7 +882,8 @@ def learn_distill(teacher, student, lam, temperature, grid, train_on, epochs, ba
         res = grid_search(cfg, output, show, scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
         click.echo(f"grid results in {os.path.join(output, 'grid.csv')}; best: lr {res['lr']:g}, "
                    f"T {res['temperature']:g}, lambda {res['lam']:g}")
-    res = fit(cfg, output, show, keep=keep) if not grid else res
+    else:
+        res = fit(cfg, output, show, keep=keep)
     _done(output, res)
 
 
@@ -801,42 +906,49 @@ def learn_transfer(run, layer, data, seconds, seed):
 
 @learn_group.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option("--test-on", default="1,2,3", show_default=True, help=f"Scenarios to test on: {SCENARIO_HELP}.")
+@click.option("--test-on", type=Scenarios(), default="1,2,3", show_default=True,
+              help=f"Scenarios to test on: {SCENARIO_HELP}.")
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 def learn_evaluate(run, test_on, data, device):
     """Accuracy per test cell (own scenario: its test split; unseen scenario: all its sequences),
     with counts, a 95% interval over sequences and confusion matrices (CSV, PNG) into RUN/eval."""
     from acam.learn.evaluate import evaluate_run
 
-    evaluate_run(run, _scenarios(test_on, "--test-on"), data, device)
+    evaluate_run(run, test_on, data, device)
     with open(os.path.join(run, "eval", "accuracy.md"), encoding="utf-8") as f:
         click.echo(f.read().rstrip())
     click.echo(f"confusion matrices in {os.path.join(run, 'eval')}")
 
 
-def _names(text: str) -> tuple:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+def _reproduce_defaults():
+    from acam.learn.names import DISTILL_FROM, STUDENTS, TEACHERS
+
+    return ",".join(TEACHERS), ",".join(STUDENTS), ",".join(DISTILL_FROM)
+
+
+_TEACHERS, _STUDENTS, _DISTILL_FROM = _reproduce_defaults()
 
 
 @learn_group.command("reproduce")
 @click.option("--data", required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
-@click.option("--epochs", default="100", show_default=True,
+@click.option("--epochs", type=PerModel("epochs", required=True), default="100", show_default=True,
               help="Epochs per run, with overrides by model: e.g. 30,video=5,soundnet=20 (video: R, T, AV). "
                    "Raise it to train resumed runs further.")
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (mean and spread).")
-@click.option("--train-sets", default="all,1,2,3", show_default=True,
+@click.option("--seeds", type=ListOf(int, "N,...", lo=0), default="0", show_default=True,
+              help="Comma-separated seeds (mean and spread).")
+@click.option("--train-sets", type=TrainSets(), default="all,1,2,3", show_default=True,
               help="Training sets, each a scenario (1 anechoic, 2 office, 3 outdoor; number or name) or all.")
-@click.option("--teachers", default="dualcamnet,resnet50,temporal_resnet50,avnet", show_default=True)
-@click.option("--students", default="hearnet,soundnet", show_default=True)
-@click.option("--distill-from", default="dualcamnet,resnet50", show_default=True,
+@click.option("--teachers", type=NAMES, default=_TEACHERS, show_default=True)
+@click.option("--students", type=NAMES, default=_STUDENTS, show_default=True)
+@click.option("--distill-from", type=NAMES, default=_DISTILL_FROM, show_default=True,
               help="Teachers the students are distilled from (columns D, R).")
-@click.option("--controls", default="", is_flag=False, flag_value="mono,oracle",
+@click.option("--controls", type=NAMES, default="", is_flag=False, flag_value="mono,oracle",
               help="Also the controls: mono (DualCamNet without spatial information), oracle (HearNet on the "
                    "true source's beamformed signal; needs a physics-v2 dataset). Alone: both.")
-@click.option("--crops", default="", help="Crops per training sequence (default: the paper's, 30 for teachers, "
-              "6 for students), with overrides by model as --epochs: e.g. 6,video=1.")
+@click.option("--crops", type=PerModel("crops"), default="", help="Crops per training sequence (default: the "
+              "paper's, 30 for teachers, 6 for students), with overrides by model as --epochs: e.g. 6,video=1.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lambda", "lam", default=0.5, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True)
@@ -848,9 +960,9 @@ def _names(text: str) -> tuple:
 @click.option("--grid", is_flag=True, help="Choose each student's lr (and T, lambda when distilled) on validation.")
 @click.option("--keep", type=click.Choice(["best", "all"]), default="best", show_default=True,
               help="best: only best.pt of finished runs; all: also last.pt (about 3x the disk).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@_scale_options
-@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
+@device_option()
+@scale_options
+@progress_option
 def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students, distill_from, controls, crops,
                     batch_size, lam, temperature, weight_decay, teacher_loss, split, init, grid, keep, device,
                     scheduler, workers, retries, progress):
@@ -860,21 +972,14 @@ def learn_reproduce(data, output, epochs, seeds, train_sets, teachers, students,
     Each training run is one task: --workers N runs them on a local Dask cluster, --scheduler
     ADDRESS on any Dask cluster (a distillation starts when its teacher is done).  Re-running the
     same command reuses finished runs and resumes interrupted ones."""
-    from acam.core.checks import int_list
-    from acam.dataset.scenarios import SCENARIO_NUMBERS
-    from acam.learn.reproduce import Protocol, per_model, reproduce
+    from acam.learn.reproduce import Protocol, reproduce
 
-    seed_list = tuple(int_list("seeds", seeds, lo=0))
-    sets = tuple(str(SCENARIO_NUMBERS.get(s.strip().lower(), s.strip().lower())) for s in train_sets.split(","))
-    n_epochs, epochs_by = per_model(epochs, "epochs")
-    n_crops, crops_by = per_model(crops, "crops")
-    if n_epochs is None:
-        raise click.BadParameter(f"--epochs {epochs!r} needs a default number of epochs first (e.g. 30,video=5)")
-    proto = Protocol(epochs=n_epochs, seeds=seed_list, train_sets=sets, teachers=_names(teachers),
-                     students=_names(students), distill_from=_names(distill_from), controls=_names(controls),
-                     crops=n_crops, batch_size=batch_size, epochs_by=epochs_by, crops_by=crops_by, lam=lam,
-                     temperature=temperature, weight_decay=weight_decay, teacher_loss=teacher_loss, split=split,
-                     init=init, grid=grid, keep=keep, device=device)
+    (n_epochs, epochs_by), (n_crops, crops_by) = epochs, crops
+    proto = Protocol(epochs=n_epochs, seeds=seeds, train_sets=train_sets, teachers=teachers, students=students,
+                     distill_from=distill_from, controls=controls, crops=n_crops, batch_size=batch_size,
+                     epochs_by=epochs_by, crops_by=crops_by, lam=lam, temperature=temperature,
+                     weight_decay=weight_decay, teacher_loss=teacher_loss, split=split, init=init, grid=grid,
+                     keep=keep, device=device)
     reproduce(data, output, proto, _progress(progress),
               scheduler=scheduler, workers=workers, retries=retries, echo=click.echo)
     with open(os.path.join(output, "tables.md"), encoding="utf-8") as f:

@@ -14,9 +14,9 @@ them:
     to the output type, as the CPU does.
 
 ``power_transpose``
-    Takes the filter-and-sum output of a chunk of ``kc`` bins, ``z[kk, p, b * nsub + j]`` (complex),
-    and writes ``out[b, p, k0 + kk] = scale[k0 + kk] * sum_j |z[kk, p, b * nsub + j]|^2`` into the
-    cube block, whose layout is bins-last.  Power, averaging over the ``nsub`` sub-blocks of a frame
+    Takes the filter-and-sum output of a chunk of ``kc`` bins, ``z[kk, p, b * n_segments + j]`` (complex),
+    and writes ``out[b, p, k0 + kk] = scale[k0 + kk] * sum_j |z[kk, p, b * n_segments + j]|^2`` into the
+    cube block, whose layout is bins-last.  Power, averaging over the ``n_segments`` sub-blocks of a frame
     and the transposition are fused into one pass.
 """
 
@@ -52,17 +52,17 @@ __global__ void steering_fill(const double* __restrict__ gain, const double* __r
 // allows 2^31 - 1 blocks; frames and bin tiles on y and z).
 template <typename T>
 __global__ void power_transpose(const Complex2<T>* __restrict__ z, const T* __restrict__ scale,
-                                T* __restrict__ out, int kc, int n_pix, int n_frames, int nsub,
+                                T* __restrict__ out, int kc, int n_pix, int n_frames, int n_segments,
                                 int n_bins, int k0) {
     __shared__ T tile[32][33];
     int p = blockIdx.x, b0 = blockIdx.y * 32, kk0 = blockIdx.z * 32;
-    long long n_cols = (long long)n_frames * nsub;
+    long long n_cols = (long long)n_frames * n_segments;
     for (int r = threadIdx.y; r < 32; r += blockDim.y) {
         int kk = kk0 + r, b = b0 + threadIdx.x;
         T acc = 0;
         if (kk < kc && b < n_frames) {
-            const Complex2<T>* row = z + ((long long)kk * n_pix + p) * n_cols + (long long)b * nsub;
-            for (int j = 0; j < nsub; ++j) { Complex2<T> v = row[j]; acc += v.x * v.x + v.y * v.y; }
+            const Complex2<T>* row = z + ((long long)kk * n_pix + p) * n_cols + (long long)b * n_segments;
+            for (int j = 0; j < n_segments; ++j) { Complex2<T> v = row[j]; acc += v.x * v.x + v.y * v.y; }
             acc *= scale[k0 + kk];
         }
         tile[r][threadIdx.x] = acc;
@@ -112,10 +112,10 @@ def cpu_kernels():
                     flat[o + kk] = pw[kk, b]
 
     @numba.njit(nogil=True, fastmath=True, cache=True)
-    def power_segments(zf, scale, out, k0, nsub):  # pragma: no cover - compiled
-        # as power_one_segment, averaging nsub segments per frame
+    def power_segments(zf, scale, out, k0, n_segments):  # pragma: no cover - compiled
+        # as power_one_segment, averaging n_segments segments per frame
         kc, n_pix, two_cols = zf.shape
-        n_frames = two_cols // (2 * nsub)
+        n_frames = two_cols // (2 * n_segments)
         n_bins = out.shape[2]
         flat = out.reshape(-1)
         pw = np.empty((kc, n_frames), zf.dtype)
@@ -126,7 +126,7 @@ def cpu_kernels():
                 t = pw[kk]
                 for b in range(n_frames):
                     acc = row[0] * 0
-                    for j in range(2 * b * nsub, 2 * (b + 1) * nsub):
+                    for j in range(2 * b * n_segments, 2 * (b + 1) * n_segments):
                         acc += row[j] * row[j]
                     t[b] = acc * s
             base = p * n_bins + k0
@@ -135,11 +135,11 @@ def cpu_kernels():
                 for kk in range(kc):
                     flat[o + kk] = pw[kk, b]
 
-    def power_transpose(zf, scale, out, k0, nsub):
-        if nsub == 1:
+    def power_transpose(zf, scale, out, k0, n_segments):
+        if n_segments == 1:
             power_one_segment(zf, scale, out, k0)
         else:
-            power_segments(zf, scale, out, k0, nsub)
+            power_segments(zf, scale, out, k0, n_segments)
 
     @numba.njit(nogil=True, cache=True)
     def steering_fill(gain, dtau, omega0, domega, out, p0, p1):  # pragma: no cover - compiled

@@ -130,7 +130,7 @@ def _real_name(dtype, what: str) -> str:
     return names[np.dtype(dtype)]
 
 
-def gpu_power_transpose(z, scale, out, k0: int, nsub: int) -> None:
+def gpu_power_transpose(z, scale, out, k0: int, n_segments: int) -> None:
     """GPU twin of ``power_transpose`` in :mod:`acam.beamform._kernels` (same arguments, CuPy arrays)."""
     kc, n_pix, n_cols = z.shape
     dtype = _real_name(z.dtype, "power_transpose: z")
@@ -139,16 +139,16 @@ def gpu_power_transpose(z, scale, out, k0: int, nsub: int) -> None:
             raise AcamError(f"power_transpose: {name} must be C-contiguous")
     if scale.dtype != z.real.dtype or out.dtype != z.real.dtype:
         raise AcamError(f"power_transpose: scale and out must be {z.real.dtype}")
-    if nsub < 1 or n_cols % nsub:
-        raise AcamError(f"power_transpose: {n_cols} columns are not a whole number of {nsub}-segment frames")
-    n_frames = n_cols // nsub
+    if n_segments < 1 or n_cols % n_segments:
+        raise AcamError(f"power_transpose: {n_cols} columns are not a whole number of {n_segments}-segment frames")
+    n_frames = n_cols // n_segments
     if (out.ndim != 3 or out.shape[:2] != (n_frames, n_pix) or not 0 <= k0 <= out.shape[2] - kc
             or scale.shape != (out.shape[2],)):
         raise AcamError(f"power_transpose: out {out.shape} / scale {scale.shape} do not fit bins "
                         f"{k0}..{k0 + kc - 1} of {n_frames} frames x {n_pix} pixels")
     grid, block = power_transpose_launch(kc, n_pix, n_frames)
     _gpu_kernel(f"power_transpose<{dtype}>")(
-        grid, block, (z, scale, out, np.int32(kc), np.int32(n_pix), np.int32(n_frames), np.int32(nsub),
+        grid, block, (z, scale, out, np.int32(kc), np.int32(n_pix), np.int32(n_frames), np.int32(n_segments),
                       np.int32(out.shape[-1]), np.int32(k0)))
 
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import h5py
 
 from ..core.progress import progress_bar
-from ..core.tasks import Report, Task, local_threads, local_workers, run_tasks
+from ..core.tasks import Report, Task, check_retries, local_threads, local_workers, run_tasks
 from ..core.checks import number
-from ..core.errors import AcamError
+from ..core.errors import AcamError, OutputExists
 from ..core.safeio import check_output, part_path, reads_inputs, remove_stale_parts, write_failure
 from . import backend
 from .geometry import ArrayGeometry
@@ -41,6 +41,29 @@ def expand_inputs(patterns) -> list[str]:
             raise AcamError(f"no file matches {p!r}")
         out.extend(h for h in hits if h not in out)
     return out
+
+
+def is_batch(raws, output: str | None, scheduler: str | None = None, workers: int | None = None,
+             frames_per_task: int | None = None) -> bool:
+    """Whether a run goes through :func:`beamform_many` (several recordings, a cluster, tasks of
+    frames, or an output folder) rather than :func:`beamform_one`."""
+    return (len(raws) > 1 or scheduler is not None or workers is not None or frames_per_task is not None
+            or (output is not None and (os.path.isdir(output) or output.endswith(os.sep))))
+
+
+def default_output(path: str, suffix: str = ".cube.h5") -> str:
+    """The file made from ``path`` when no output is named: its name with ``suffix`` beside it (the
+    cube of a recording; ``.png`` for the picture of a cube)."""
+    return os.path.splitext(path)[0] + suffix
+
+
+def check_batch_output(output: str | None) -> str:
+    """The output folder of a batch: named, and not a file."""
+    if output is None:
+        raise AcamError("several recordings (or a scheduler, workers or frames per task) need an output folder")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise AcamError(f"output {output!r} is a file; several recordings need a folder")
+    return output
 
 
 def output_paths(raws: list[str], out_dir: str) -> list[str]:
@@ -61,6 +84,7 @@ class ManyResult:
     skipped: list            # outputs already up to date
     outputs: dict            # raw -> cube written this time
     seconds_of_audio: float  # beamformed this time
+    exist: list = field(default_factory=list)    # outputs left alone: they exist and are not current
 
 
 def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSettings(),
@@ -70,8 +94,8 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
     """Beamform each of ``raws`` into ``out_dir`` (made if missing, once every option is checked);
     failures are reported per file, never raised."""
     number("frames_per_task", frames_per_task, lo=1, integer=True, none_ok=True)
-    number("retries", retries, lo=0, integer=True)
-    if settings.threads is None:      # also checks --workers
+    check_retries(retries)
+    if settings.threads is None:      # also checks workers
         settings = replace(settings, threads=local_threads(workers, scheduler))
     backend.check_gpu_workers(settings.device, local_workers(workers, scheduler))
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -81,68 +105,97 @@ def beamform_many(raws: list[str], out_dir: str, settings: RunSettings = RunSett
         if os.path.exists(out):
             check_output(out, raws)
     os.makedirs(out_dir, exist_ok=True)
-    tasks, skipped, parts, pre_failed = [], [], {}, {}
+    batch = _Batch()
     for raw_path, out in zip(raws, outs):
+        batch.add(raw_path, out, raws, settings, array, overwrite, frames_per_task)
+    try:
+        rep = run_tasks(batch.tasks, scheduler, workers, retries, progress, "beamform", echo) if batch.tasks \
+            else Report()
+    except BaseException:           # no cluster, interrupted...: no half-made cube stays behind
+        for tmp, _, _ in batch.parts.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    outputs = batch.finish(raws, outs, rep)
+    audio = sum(t.units for t in batch.tasks if t.name in rep.results)
+    rep.failed.update(batch.pre_failed)
+    return ManyResult(rep, batch.tasks, batch.skipped, outputs, audio, batch.exist)
+
+
+@dataclass
+class _Batch:
+    """The tasks of :func:`beamform_many`, and what was settled before any ran."""
+
+    tasks: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)       # outputs up to date
+    parts: dict = field(default_factory=dict)         # name -> (shared .part file, output, range task names)
+    pre_failed: dict = field(default_factory=dict)    # name -> reason, refused before running
+    exist: list = field(default_factory=list)         # outputs that exist and are not current
+
+    def add(self, raw_path, out, raws, settings, array, overwrite, frames_per_task) -> None:
+        """Plan one recording: skip it, refuse it, or add one task (or one task per range of frames)."""
         name = os.path.basename(raw_path)
         try:
             with RawRecording.open(raw_path, settings.frame_rate, array) as raw:
                 bf = build_beamformer(raw, settings)
                 plan = _plan(raw, bf, settings)
             if not overwrite and existing_is_current(out, raw_path, plan.report.settings_digest, plan.n_frames):
-                skipped.append(out)
-                continue
+                self.skipped.append(out)
+                return
         except AcamError as exc:
-            pre_failed[name] = str(exc)
-            continue
+            self.pre_failed[name] = str(exc)
+            if isinstance(exc, OutputExists):
+                self.exist.append(out)
+            return
         seconds = plan.report.seconds_of_audio
         if frames_per_task is None or frames_per_task >= plan.n_frames:
-            tasks.append(Task(name, _file_task, (raw_path, out, settings, array), units=seconds))
-            continue
+            self.tasks.append(Task(name, _file_task, (raw_path, out, settings, array), units=seconds))
+            return
         # ranges of whole blocks, written into one pre-allocated file by as many tasks
         step = -(-frames_per_task // plan.block) * plan.block
-        check_output(out, raws)
-        remove_stale_parts(out)
-        tmp = part_path(out)
-        try:
-            plan.create(tmp).close()
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            reason = write_failure(exc)
-            if reason:
-                raise AcamError(f"cannot write {out}: {reason}") from None
-            raise
+        tmp = _preallocate(plan, out, raws)
         names = []
         for f0 in range(0, plan.n_frames, step):
             f1 = min(f0 + step, plan.n_frames)
             names.append(f"{name}[{f0}:{f1}]")
-            tasks.append(Task(names[-1], _range_task, (raw_path, tmp, settings, array, f0, f1),
-                              units=seconds * (f1 - f0) / plan.n_frames))
-        parts[name] = (tmp, out, names)
+            self.tasks.append(Task(names[-1], _range_task, (raw_path, tmp, settings, array, f0, f1),
+                                   units=seconds * (f1 - f0) / plan.n_frames))
+        self.parts[name] = (tmp, out, names)
+
+    def finish(self, raws, outs, rep: Report) -> dict:
+        """Rename each split file into place when every range is in (else remove it); ``{raw: cube}``
+        written this time."""
+        outputs = {}
+        for raw_path, out in zip(raws, outs):
+            name = os.path.basename(raw_path)
+            if name in self.parts:
+                tmp, out, names = self.parts[name]
+                if any(n in rep.failed for n in names):
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    continue
+                os.replace(tmp, out)
+                outputs[raw_path] = out
+            elif name in rep.results:
+                outputs[raw_path] = out
+        return outputs
+
+
+def _preallocate(plan, out: str, raws) -> str:
+    """The ``.part`` file beside ``out`` that the range tasks write into, made at its full size."""
+    check_output(out, raws)
+    remove_stale_parts(out)
+    tmp = part_path(out)
     try:
-        rep = run_tasks(tasks, scheduler, workers, retries, progress, "beamform", echo) if tasks else Report()
-    except BaseException:           # no cluster, interrupted...: no half-made cube stays behind
-        for tmp, _, _ in parts.values():
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        plan.create(tmp).close()
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        reason = write_failure(exc)
+        if reason:
+            raise AcamError(f"cannot write {out}: {reason}") from None
         raise
-    # finish the split files: rename when every range is in, else remove
-    outputs = {}
-    for raw_path, out in zip(raws, outs):
-        name = os.path.basename(raw_path)
-        if name in parts:
-            tmp, out, names = parts[name]
-            if any(n in rep.failed for n in names):
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                continue
-            os.replace(tmp, out)
-            outputs[raw_path] = out
-        elif name in rep.results:
-            outputs[raw_path] = out
-    audio = sum(t.units for t in tasks if t.name in rep.results)
-    rep.failed.update(pre_failed)
-    return ManyResult(rep, tasks, skipped, outputs, audio)
+    return tmp
 
 
 def _up_to_date(out: str, raw_path: str, digest: str, n_frames: int) -> bool:
@@ -163,8 +216,7 @@ def existing_is_current(out: str, raw_path: str, digest: str, n_frames: int) -> 
     check_output(out, (raw_path,))      # an input of the command, a FIFO or a folder: refused, unopened
     if _up_to_date(out, raw_path, digest, n_frames):
         return True
-    raise AcamError(f"{out} exists and was made with other settings or from another or a newer "
-                    f"recording; use --overwrite to replace it")
+    raise OutputExists(out, "exists and was made with other settings or from another or a newer recording")
 
 
 @reads_inputs

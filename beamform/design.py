@@ -16,6 +16,7 @@ layout.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,9 +24,8 @@ from ..core.checks import number
 from ..core.errors import AcamError
 from ..core.progress import progress_bar
 from ..core.resources import check_allocation
-from .geometry import ArrayGeometry, check_layout, sunflower
+from .geometry import ArrayGeometry, aperiodic, check_layout, spiral, sunflower, uniform_grid
 from .grid import CameraGrid
-from .psf import _main_lobe, psf
 from .steering import SPEED_OF_SOUND, distances, steering_weights, transfer
 
 
@@ -81,27 +81,39 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
     if _violations(xy, half, clearance, min_spacing):
         xy = _repair(xy, half, clearance, min_spacing, rng)
     freqs = np.linspace(lo, hi, n_freqs)
-    # main-lobe discs from the starting layout's PSF
-    start_geom = ArrayGeometry(np.column_stack([xy, np.zeros(n_mics)]))
-    maps = psf(start_geom, grid, freqs, c=c)
+    side = _sidelobe_masks(xy, grid, freqs, c)
+    bar = progress_bar(iterations, progress, "optimising layout", "move")
+    best_xy = _anneal(xy, _PsfState(xy, grid, freqs, c), side, rng, iterations, half, clearance, min_spacing, bar)
+    bar.update(iterations - bar.n)
+    bar.close()
+    return ArrayGeometry(np.column_stack([best_xy, np.zeros(n_mics)]), f"optimised{n_mics}")
+
+
+def _sidelobe_masks(xy: np.ndarray, grid: CameraGrid, freqs: np.ndarray, c: float) -> np.ndarray:
+    """(F, P) masks of the pixels outside each frequency's main-lobe disc, from the layout ``xy``'s PSF."""
+    from .psf import _main_lobe, psf          # here: scipy.ndimage is slow to import, and the CLI imports LAYOUTS
+    maps = psf(ArrayGeometry(np.column_stack([xy, np.zeros(len(xy))])), grid, freqs, c=c)
     rc = np.stack(np.meshgrid(np.arange(grid.rows), np.arange(grid.cols), indexing="ij"), -1).reshape(-1, 2)
-    side = np.zeros((n_freqs, grid.n_pixels), bool)
+    side = np.zeros((len(freqs), grid.n_pixels), bool)
     for i, m in enumerate(maps):
         pk = np.unravel_index(np.argmax(m), m.shape)
         lobe = _main_lobe(m, pk)
         d = np.hypot(*(rc - np.array(pk)).T)
         radius = d[lobe.reshape(-1)].max() if lobe.any() else 0.0
         side[i] = d > radius
-    state = _PsfState(xy, grid, freqs, c)
+    return side
+
+
+def _anneal(xy, state: _PsfState, side, rng, iterations: int, half: float, clearance: float, min_spacing: float,
+            bar, t0: float = 0.5, t1: float = 0.01) -> np.ndarray:
+    """Simulated annealing of ``xy`` in place (temperature ``t0`` -> ``t1`` dB); the best layout seen."""
     best_obj = cur_obj = _objective(state.beam, side)
     best_xy = xy.copy()
-    t0, t1 = 0.5, 0.01          # annealing temperature, dB
-    bar = progress_bar(iterations, progress, "optimising layout", "move")
     for it in range(iterations):
         frac = it / max(iterations, 1)
         temp = t0 * (t1 / t0) ** frac
         step = min_spacing * (1.0 - 0.9 * frac)
-        j = int(rng.integers(n_mics))
+        j = int(rng.integers(len(xy)))
         new = xy[j] + rng.normal(0, step, 2)
         if it % 100 == 0:
             bar.set_postfix(worst_sidelobe=f"{best_obj:.2f} dB", refresh=False)
@@ -121,9 +133,7 @@ def optimise(n_mics: int = 128, aperture: float = 0.45, band=(500.0, 6000.0),
             cur_obj = obj
             if obj < best_obj:
                 best_obj, best_xy = obj, xy.copy()
-    bar.update(iterations - bar.n)
-    bar.close()
-    return ArrayGeometry(np.column_stack([best_xy, np.zeros(n_mics)]), f"optimised{n_mics}")
+    return best_xy
 
 
 def _violations(xy, half, clearance, min_spacing) -> bool:
@@ -144,4 +154,42 @@ def _repair(xy, half, clearance, min_spacing, rng, tries: int = 20000):
             return xy
         xy[bad[0]] = rng.uniform(-half, half, 2)
     raise AcamError(f"cannot place the microphones {min_spacing} m apart in a {2 * half} m square; "
-                    "lower --min-spacing or raise --aperture")
+                    "lower min_spacing or raise aperture")
+
+
+# --------------------------------------------------------------------------------------- layouts
+@dataclass(frozen=True, kw_only=True)
+class LayoutOptions:
+    """Settings of :func:`make_layout`; each layout reads the ones it uses (see :data:`LAYOUTS`)."""
+
+    n_mics: int = 128
+    aperture: float = 0.45            # side of the square, metres
+    min_spacing: float = 0.025        # metres (random, optimised)
+    clearance: float = 0.035          # free radius at the centre for the lens, metres
+    arms: int = 8                     # spiral arms
+    band: tuple = (500.0, 6000.0)     # Hz the optimiser works on
+    iterations: int = 20000           # optimiser moves
+    seed: int = 0
+
+
+def _optimised(o: LayoutOptions, progress: bool) -> ArrayGeometry:
+    return optimise(o.n_mics, o.aperture, tuple(o.band), min_spacing=o.min_spacing, clearance=o.clearance,
+                    seed=o.seed, iterations=o.iterations, progress=progress)
+
+
+# name -> (options, progress) -> layout: grid (uniform rectangular), spiral (multi-arm log), sunflower
+# (Fermat), random (aperiodic, minimum spacing), optimised (lowest worst sidelobe over the band)
+LAYOUTS = {
+    "grid": lambda o, progress: uniform_grid(o.n_mics, o.aperture),
+    "spiral": lambda o, progress: spiral(o.n_mics, o.aperture, o.arms, o.clearance),
+    "sunflower": lambda o, progress: sunflower(o.n_mics, o.aperture, o.clearance),
+    "random": lambda o, progress: aperiodic(o.n_mics, o.aperture, o.min_spacing, o.clearance, o.seed),
+    "optimised": _optimised,
+}
+
+
+def make_layout(kind: str, options: LayoutOptions = LayoutOptions(), progress: bool = False) -> ArrayGeometry:
+    """A layout of :data:`LAYOUTS` made with ``options``."""
+    if kind not in LAYOUTS:
+        raise AcamError(f"layout {kind!r} is not one of {', '.join(LAYOUTS)}")
+    return LAYOUTS[kind](options, progress)

@@ -30,34 +30,20 @@ from . import backend
 from ..core.errors import AcamError
 from .steering import SteeringSpec, steering_matrix
 
-WINDOWS = ("boxcar", "hann", "hamming", "blackman", "tukey")
+def _cosine_sum(*coef):
+    """A periodic generalised-cosine window ``sum_k (-1)^k coef[k] cos(k x)`` (hann, hamming, blackman)."""
+    def window(length: int, alpha: float | None = None) -> np.ndarray:
+        x = 2 * np.pi * np.arange(length) / length       # periodic: one period over length + 1 points
+        return sum((-1) ** k * c * np.cos(k * x) for k, c in enumerate(coef)) + np.zeros(length)
+    return window
 
 
-def parse_window(name: str, length: int) -> np.ndarray:
-    """A periodic analysis window (as ``scipy.signal.get_window``): ``boxcar``, ``hann``,
-    ``hamming``, ``blackman`` or ``tukey[:alpha]`` (alpha defaults to 0.75, the sensor lab's MFCC
-    window).  Written out here because importing scipy.signal costs 0.6 s per command."""
-    base, _, arg = str(name).partition(":")
-    if base not in WINDOWS:
-        raise AcamError(f"window={name!r} is not one of {', '.join(WINDOWS)} (tukey:ALPHA allowed)")
-    if arg and base != "tukey":
-        raise AcamError(f"window={name!r}: only tukey takes a parameter")
-    n = np.arange(length)
-    x = 2 * np.pi * n / length                       # periodic: one period over length + 1 points
-    if base == "boxcar":
-        return np.ones(length)
-    if base == "hann":
-        return 0.5 - 0.5 * np.cos(x)
-    if base == "hamming":
-        return 0.54 - 0.46 * np.cos(x)
-    if base == "blackman":
-        return 0.42 - 0.5 * np.cos(x) + 0.08 * np.cos(2 * x)
-    try:
-        alpha = float(arg) if arg else 0.75
-    except ValueError:
-        raise AcamError(f"window={name!r}: tukey alpha must be a number") from None
-    if not 0 <= alpha <= 1:
-        raise AcamError(f"window={name!r}: tukey alpha must lie in [0, 1]")
+def _boxcar(length: int, alpha: float | None = None) -> np.ndarray:
+    return np.ones(length)
+
+
+def _tukey(length: int, alpha: float | None = None) -> np.ndarray:
+    alpha = 0.75 if alpha is None else alpha
     if alpha == 0:
         return np.ones(length)
     m = length + 1                                   # periodic = symmetric of length + 1, truncated
@@ -69,6 +55,37 @@ def parse_window(name: str, length: int) -> np.ndarray:
     w[lo] = 0.5 * (1 + np.cos(np.pi * (2 * k[lo] / (alpha * (m - 1)) - 1)))
     w[hi] = 0.5 * (1 + np.cos(np.pi * (2 * k[hi] / (alpha * (m - 1)) - 2 / alpha + 1)))
     return w[:length]
+
+
+# name -> window(length, alpha): periodic analysis windows; only tukey takes a parameter
+WINDOWS = {
+    "boxcar": _boxcar,
+    "hann": _cosine_sum(0.5, 0.5),
+    "hamming": _cosine_sum(0.54, 0.46),
+    "blackman": _cosine_sum(0.42, 0.5, 0.08),
+    "tukey": _tukey,
+}
+PARAMETRIC_WINDOWS = ("tukey",)
+
+
+def parse_window(name: str, length: int) -> np.ndarray:
+    """A periodic analysis window (as ``scipy.signal.get_window``) from :data:`WINDOWS`: ``boxcar``,
+    ``hann``, ``hamming``, ``blackman`` or ``tukey[:alpha]`` (alpha defaults to 0.75, the sensor
+    lab's MFCC window).  Written out here because importing scipy.signal costs 0.6 s per command."""
+    base, _, arg = str(name).partition(":")
+    if base not in WINDOWS:
+        raise AcamError(f"window={name!r} is not one of {', '.join(WINDOWS)} (tukey:ALPHA allowed)")
+    if arg and base not in PARAMETRIC_WINDOWS:
+        raise AcamError(f"window={name!r}: only tukey takes a parameter")
+    alpha = None
+    if arg:
+        try:
+            alpha = float(arg)
+        except ValueError:
+            raise AcamError(f"window={name!r}: tukey alpha must be a number") from None
+        if not 0 <= alpha <= 1:
+            raise AcamError(f"window={name!r}: tukey alpha must lie in [0, 1]")
+    return WINDOWS[base](length, alpha)
 
 
 def frame_layout(sample_freq: float, frame_rate: float, nfft: int) -> tuple[int, int, int]:

@@ -241,7 +241,7 @@ def aperiodic(n_mics: int = 128, aperture: float = 0.45, min_spacing: float = 0.
         tries += 1
         if tries > max_tries:
             raise AcamError(f"could not place {n_mics} microphones {min_spacing} m apart in a "
-                            f"{aperture} m square; lower --min-spacing or raise --aperture")
+                            f"{aperture} m square; lower min_spacing or raise aperture")
         c = rng.uniform(-half, half, 2)
         if np.hypot(*c) < clearance:
             continue

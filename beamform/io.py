@@ -113,7 +113,7 @@ class RawRecording:
             if array is None:
                 if "mic_positions" not in f:
                     raise FormatError(f"{path}: no 'mic_positions' dataset (n_channels, 3); "
-                                      "give an array file with --array")
+                                      "give the array's geometry (an array file)")
                 pos = read_all(f, "mic_positions", path, ndim=2)
                 try:
                     array = ArrayGeometry(pos, os.path.basename(path))

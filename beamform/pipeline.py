@@ -11,7 +11,7 @@ import numpy as np
 
 from . import __version__
 from ..core.progress import progress_bar
-from ..core.errors import AcamError
+from ..core.errors import AcamError, ParameterError
 from ..core.safeio import reads_inputs
 from .filter_and_sum import Beamformer, frame_starts
 from .geometry import ArrayGeometry
@@ -41,6 +41,13 @@ class RunSettings:
     threads: int | None = None
     tolerance: float = 0.0
     steering: str = "inverse"     # a formulation of acam.beamform.steering.FORMULATIONS
+
+    def __post_init__(self):
+        # counts that would fail late (or allocate nonsense) are refused here, naming the parameter
+        for name in ("bins", "threads"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, bool) and isinstance(v, int) and v < 1:
+                raise ParameterError(name, v, "must be at least 1")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import AcamError
-from ..core.figures import DETAIL_SIZE, LABEL_SIZE, TICK_SIZE, colorbar, pyplot, save_png
+from ..core.figures import DETAIL_SIZE, LABEL_SIZE, TICK_SIZE, colorbar, new_figure, save_png
 from ..core.safeio import check_output, reads_inputs
 from .grid import CameraGrid
 from .io import Cube
@@ -186,10 +186,9 @@ class HeatMapFigure:
 
     def __init__(self, view: View, scale: Scale, band, has_video: bool, dynamic_range: float,
                  dpi: int = 110, width_in: float = 7.6, tracks: bool = False):
-        plt = pyplot()
         self.view, self.scale, self.band = view, scale, band
         aspect = view.half_height / view.half_width
-        self.fig = plt.figure(figsize=(width_in, width_in * 0.68 * aspect + 2.2), dpi=dpi, layout="constrained")
+        self.fig = new_figure(figsize=(width_in, width_in * 0.68 * aspect + 2.2), dpi=dpi, layout="constrained")
         ax = self.ax = self.fig.add_subplot()
         ext = view.extent
         stand_in = np.full((2, 2), STAND_IN_GREY)
@@ -263,7 +262,7 @@ class HeatMapFigure:
         return np.asarray(self.fig.canvas.buffer_rgba())[..., :3].copy()
 
     def close(self) -> None:
-        pyplot().close(self.fig)
+        """Nothing to release: the figure is not pyplot's (kept for callers that close it)."""
 
 
 def _outline():

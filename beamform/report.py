@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from ..core.errors import AcamError
-from ..core.figures import DETAIL_SIZE, LABEL_SIZE, TICK_SIZE, colorbar, pyplot, save_png
+from ..core.figures import DETAIL_SIZE, LABEL_SIZE, TICK_SIZE, colorbar, new_figure, save_png
 from ..core.progress import progress_bar
 from .geometry import ArrayGeometry
 from .grid import CameraGrid
@@ -140,10 +140,9 @@ def _angle_ticks(ax, grid: CameraGrid, left: bool, bottom: bool) -> None:
 
 def figure(results: list[dict], dpi: int = 100):
     """Layouts, PSF maps at each frequency, and PSL / beam-width curves, one row per geometry."""
-    plt = pyplot()
     n, nf = len(results), len(results[0]["freqs"])
     grid = results[0].get("grid") or CameraGrid()
-    fig = plt.figure(figsize=(3.1 * (nf + 1) + 0.8, 2.7 * n + 3.6), dpi=dpi, layout="constrained")
+    fig = new_figure(figsize=(3.1 * (nf + 1) + 0.8, 2.7 * n + 3.6), dpi=dpi, layout="constrained")
     gs = fig.add_gridspec(n + 1, nf + 1, height_ratios=[1] * n + [1.4])
     b = results[0]["band"]
     fig.suptitle(f"Point-spread functions of {', '.join(r['geometry'].name for r in results)}: a source at the "
@@ -208,3 +207,23 @@ def load_geometry(path) -> ArrayGeometry:
     g = ArrayGeometry.from_file(path)
     name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
     return ArrayGeometry(g.positions, name)
+
+
+def report_layouts(files, freqs, band=(500.0, 6000.0), output=None, grid: CameraGrid | None = None,
+                   progress: bool = False, echo=None) -> tuple[list[dict], str]:
+    """The geometry report of the layouts in ``files``: ``(results, markdown table)``, and the figure
+    written to ``output`` when given (checked before any PSF is computed: no input may be the output).
+    ``echo`` (a callable) receives the table as soon as it is known, before the figure is drawn."""
+    grid = grid or CameraGrid()
+    geometries = [load_geometry(f) for f in files]
+    if output:
+        from ..core.safeio import check_output
+
+        check_output(output)
+    results = evaluate_all(geometries, grid, list(freqs), tuple(band), progress=progress)
+    text = table(results)
+    if echo is not None:
+        echo(text)
+    if output:
+        draw(results, output)
+    return results, text

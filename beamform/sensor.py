@@ -1,7 +1,7 @@
 """The sensor the paper's data came from (DualCam) and the physical constants every module shares.
 
 One home for these numbers: import them, never type them again.  Sources: the paper (section 3)
-and the authors' code, as gathered in the project's REFERENCE notes (README, "File formats").
+and the authors' code, as gathered in the authors' reference notes (README, "File formats").
 """
 
 from __future__ import annotations

@@ -23,9 +23,8 @@ from ..core.errors import AcamError
 from ..core.resources import check_allocation
 from ..core.safeio import input_file
 from .geometry import MAX_METRES, ArrayGeometry, default_array
-from .sensor import SAMPLE_FREQ, SPEED_OF_SOUND
+from .sensor import HFOV, SAMPLE_FREQ, SPEED_OF_SOUND, VFOV
 
-KINDS = ("noise", "tone", "chirp", "burst", "wav")
 MIN_SAMPLE_FREQ, MAX_SAMPLE_FREQ = 100.0, 10e6     # Hz
 MAX_SAMPLES = 10 ** 12
 MAX_ORDER = 50          # image-source order; the count of images grows as its cube
@@ -75,15 +74,9 @@ class SourceSpec:
                 raise ValueError("position needs three coordinates")
             kind, _, arg = head.partition(":")
             kw: dict = {"position": pos, "kind": kind, "amplitude": amp}
-            if kind == "tone":
-                if not arg:
-                    raise ValueError("a tone needs its frequency, e.g. tone:2000@0,0,2")
-                kw["freq"] = float(arg)
-            elif kind == "chirp":
-                a, _, b = (arg or "500-6000").partition("-")
-                kw["freq"], kw["freq2"] = float(a), float(b)
-            elif kind == "wav":
-                kw["path"] = arg
+            source = SOURCES.get(kind)
+            if source is not None and source.parse is not None:
+                kw.update(source.parse(arg))
             elif arg:
                 raise ValueError(f"{kind} takes no ':' argument")
             return cls(**kw)
@@ -91,22 +84,10 @@ class SourceSpec:
             raise AcamError(f"source {text!r}: {exc} (expected KIND[:ARGS]@X,Y,Z[*AMPLITUDE])") from None
 
     def signal(self, n: int, fs: float, rng: np.random.Generator) -> np.ndarray:
-        t = np.arange(n) / fs
-        if self.kind == "noise":
-            s = rng.standard_normal(n)
-        elif self.kind == "tone":
-            s = math.sqrt(2) * np.sin(2 * np.pi * self.freq * t + rng.uniform(0, 2 * np.pi))
-        elif self.kind == "chirp":
-            tt = t % 1.0
-            s = math.sqrt(2) * np.sin(2 * np.pi * (self.freq * tt + 0.5 * (self.freq2 - self.freq) * tt ** 2))
-        elif self.kind == "burst":
-            gate = ((t % 0.25) < 0.1).astype(float)
-            s = rng.standard_normal(n) * gate / math.sqrt(0.4)
-        elif self.kind == "wav":
-            s = _read_wav(self.path, fs, n)
-        else:
+        """``n`` samples at ``fs`` Hz, unit RMS times ``amplitude`` (:data:`SOURCES` makes them)."""
+        if self.kind not in SOURCES:
             raise AcamError(f"source kind {self.kind!r} is not one of {', '.join(KINDS)}")
-        return self.amplitude * s
+        return self.amplitude * SOURCES[self.kind].signal(self, n, fs, rng)
 
     def validate(self, fs: float) -> None:
         if self.kind not in KINDS:
@@ -168,6 +149,60 @@ def _read_wav(path: str, fs: float, n: int) -> np.ndarray:
     s = np.tile(data, int(np.ceil(n / max(1, len(data)))))[:n]
     rms = np.sqrt(np.mean(s ** 2)) or 1.0
     return s / rms
+
+
+# ------------------------------------------------------------------------------------ source kinds
+def _noise(spec: SourceSpec, n: int, fs: float, rng) -> np.ndarray:
+    return rng.standard_normal(n)
+
+
+def _tone(spec: SourceSpec, n: int, fs: float, rng) -> np.ndarray:
+    t = np.arange(n) / fs
+    return math.sqrt(2) * np.sin(2 * np.pi * spec.freq * t + rng.uniform(0, 2 * np.pi))
+
+
+def _chirp(spec: SourceSpec, n: int, fs: float, rng) -> np.ndarray:
+    tt = (np.arange(n) / fs) % 1.0
+    return math.sqrt(2) * np.sin(2 * np.pi * (spec.freq * tt + 0.5 * (spec.freq2 - spec.freq) * tt ** 2))
+
+
+def _burst(spec: SourceSpec, n: int, fs: float, rng) -> np.ndarray:
+    gate = (((np.arange(n) / fs) % 0.25) < 0.1).astype(float)
+    return rng.standard_normal(n) * gate / math.sqrt(0.4)
+
+
+def _wav(spec: SourceSpec, n: int, fs: float, rng) -> np.ndarray:
+    return _read_wav(spec.path, fs, n)
+
+
+def _tone_arg(arg: str) -> dict:
+    if not arg:
+        raise ValueError("a tone needs its frequency, e.g. tone:2000@0,0,2")
+    return {"freq": float(arg)}
+
+
+def _chirp_arg(arg: str) -> dict:
+    a, _, b = (arg or "500-6000").partition("-")
+    return {"freq": float(a), "freq2": float(b)}
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A kind of source: ``signal(spec, n, fs, rng)`` at unit RMS, and ``parse(arg)`` for the text
+    after ``KIND:`` (None: the kind takes no argument)."""
+
+    signal: object
+    parse: object = None
+
+
+SOURCES = {
+    "noise": SourceKind(_noise),
+    "tone": SourceKind(_tone, _tone_arg),
+    "chirp": SourceKind(_chirp, _chirp_arg),
+    "burst": SourceKind(_burst),
+    "wav": SourceKind(_wav, lambda arg: {"path": arg}),
+}
+KINDS = tuple(SOURCES)
 
 
 @dataclass(frozen=True)
@@ -274,8 +309,6 @@ def simulate(scene: Scene, geometry: ArrayGeometry | None = None, extra_points=N
     dict with ``time_data`` (n_samples, n_mics) float32, ``sample_freq``, ``mic_positions``,
     ``source_positions`` (n_sources, 3), and ``extra`` (n_samples, n_extra) when asked for.
     """
-    import pyroomacoustics as pra
-
     geometry = geometry or default_array()
     scene.validate(geometry.n_mics)
     fs = float(scene.sample_freq)
@@ -290,41 +323,7 @@ def simulate(scene: Scene, geometry: ArrayGeometry | None = None, extra_points=N
         n_extra = len(extra_points)
         receivers = np.vstack([receivers, extra_points])
     src_pos = np.array([s.position for s in scene.sources], float)
-    if scene.room == "anechoic":
-        room = pra.AnechoicRoom(3, fs=int(fs))
-        mic_room, src_room = receivers, src_pos
-    else:
-        dim = np.array(scene.room_dim, float)
-        origin = (np.array(scene.array_position, float) if scene.array_position is not None
-                  else np.array([dim[0] / 2, 1.0, 1.5]))
-        mic_room, src_room = to_room(receivers, origin), to_room(src_pos, origin)
-        for name, pts in (("microphone", mic_room), ("source", src_room)):
-            if np.any(pts <= 0) or np.any(pts >= dim[None, :]):
-                raise AcamError(f"a {name} lies outside the {tuple(dim)} m room; move the array "
-                                "(array_position) or the sources")
-        if scene.absorption is not None:
-            absorption, order = scene.absorption, 10
-        else:
-            try:
-                absorption, order = pra.inverse_sabine(scene.rt60, dim)
-            except ValueError:
-                raise AcamError(f"rt60={scene.rt60:g} s cannot be reached in a {tuple(dim)} m room (the walls "
-                                "would absorb more than all the sound); raise rt60, shrink the room or give "
-                                "absorption") from None
-            order = min(order, scene.max_order_cap)
-        order = scene.max_order if scene.max_order is not None else order
-        room = pra.ShoeBox(dim, fs=int(fs), materials=pra.Material(absorption), max_order=int(order))
-    pad = int(0.05 * fs)
-    for s, p in zip(scene.sources, src_room):
-        room.add_source(p, signal=s.signal(n + pad, fs, rng))
-    room.add_microphone_array(pra.MicrophoneArray(mic_room.T, fs))
-    room.simulate()
-    sig = room.mic_array.signals
-    delay = (pra.constants.get("frac_delay_length") - 1) // 2
-    sig = sig[:, delay:delay + n]
-    if sig.shape[1] < n:
-        sig = np.pad(sig, ((0, 0), (0, n - sig.shape[1])))
-    sig = sig.T
+    sig = _render(scene, receivers, src_pos, n, fs, rng)
     if scene.noise_snr is not None:
         p_sig = float(np.mean(sig[:, : geometry.n_mics] ** 2))
         noise = diffuse_noise(receivers, n, fs, rng)
@@ -335,6 +334,76 @@ def simulate(scene: Scene, geometry: ArrayGeometry | None = None, extra_points=N
     if n_extra:
         out["extra"] = sig[:, geometry.n_mics:]
     return out
+
+
+def _room(scene: Scene, receivers: np.ndarray, src_pos: np.ndarray, fs: float):
+    """The pyroomacoustics room of a scene, with the receivers and sources in its coordinates."""
+    import pyroomacoustics as pra
+
+    if scene.room == "anechoic":
+        return pra.AnechoicRoom(3, fs=int(fs)), receivers, src_pos
+    dim = np.array(scene.room_dim, float)
+    origin = (np.array(scene.array_position, float) if scene.array_position is not None
+              else np.array([dim[0] / 2, 1.0, 1.5]))
+    mic_room, src_room = to_room(receivers, origin), to_room(src_pos, origin)
+    for name, pts in (("microphone", mic_room), ("source", src_room)):
+        if np.any(pts <= 0) or np.any(pts >= dim[None, :]):
+            raise AcamError(f"a {name} lies outside the {tuple(dim)} m room; move the array "
+                            "(array_position) or the sources")
+    if scene.absorption is not None:
+        absorption, order = scene.absorption, 10
+    else:
+        try:
+            absorption, order = pra.inverse_sabine(scene.rt60, dim)
+        except ValueError:
+            raise AcamError(f"rt60={scene.rt60:g} s cannot be reached in a {tuple(dim)} m room (the walls "
+                            "would absorb more than all the sound); raise rt60, shrink the room or give "
+                            "absorption") from None
+        order = min(order, scene.max_order_cap)
+    order = scene.max_order if scene.max_order is not None else order
+    room = pra.ShoeBox(dim, fs=int(fs), materials=pra.Material(absorption), max_order=int(order))
+    return room, mic_room, src_room
+
+
+def _render(scene: Scene, receivers: np.ndarray, src_pos: np.ndarray, n: int, fs: float, rng) -> np.ndarray:
+    """The sources' signals at the receivers: (n, n_receivers), aligned to the sources' start."""
+    import pyroomacoustics as pra
+
+    room, mic_room, src_room = _room(scene, receivers, src_pos, fs)
+    pad = int(0.05 * fs)
+    for s, p in zip(scene.sources, src_room):
+        room.add_source(p, signal=s.signal(n + pad, fs, rng))
+    room.add_microphone_array(pra.MicrophoneArray(mic_room.T, fs))
+    room.simulate()
+    sig = room.mic_array.signals
+    delay = (pra.constants.get("frac_delay_length") - 1) // 2
+    sig = sig[:, delay:delay + n]
+    if sig.shape[1] < n:
+        sig = np.pad(sig, ((0, 0), (0, n - sig.shape[1])))
+    return sig.T
+
+
+def simulate_file(output, scene: Scene, geometry: ArrayGeometry | None = None, *, hfov: float = HFOV,
+                  vfov: float = VFOV, warn=None, attrs: dict | None = None) -> dict:
+    """Simulate ``scene`` and write it as a raw recording at ``output`` (atomically).
+
+    Settings and the output are checked before anything is computed; ``warn`` (a callable) receives
+    one line per source no picture will show (:func:`source_warnings`).  Returns the recording's
+    ``n_samples``, ``n_channels``, ``sample_freq`` and ``n_sources``."""
+    from ..core.safeio import check_output
+    from .io import write_raw
+
+    scene.validate(geometry.n_mics if geometry else default_array().n_mics)   # bad settings fail first
+    check_output(output)
+    if warn is not None:
+        for line in source_warnings(scene.sources, hfov, vfov):
+            warn(line)
+    rec = simulate(scene, geometry)
+    write_raw(output, rec["time_data"], rec["sample_freq"], rec["mic_positions"], scene.frame_rate,
+              source_positions=rec["source_positions"],
+              attrs={"scene_room": scene.room, "hfov": hfov, "vfov": vfov, "unit": "Pa", **(attrs or {})})
+    n, m = rec["time_data"].shape
+    return {"n_samples": n, "n_channels": m, "sample_freq": rec["sample_freq"], "n_sources": len(scene.sources)}
 
 
 def diffuse_noise(positions: np.ndarray, n: int, fs: float, rng: np.random.Generator,

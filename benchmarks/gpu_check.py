@@ -3,7 +3,7 @@
 Run on a machine with a CUDA GPU and CuPy, from the repository root (``benchmarks/gpu_check.sh``
 runs this after ``pytest -m gpu``)::
 
-    python -m acam.benchmarks.gpu_check --out DIR
+    acam bench gpu-check -o DIR           (or: python -m acam.benchmarks.gpu_check [--skip-e2e], output in $OUT)
 
 Writes ``DIR/gpu_check.json`` (every figure, the card's name, CuPy/CUDA versions) and
 ``DIR/gpu_check.md`` (the same as a table for benchmarks/RESULTS.md), and prints the table.  Exit
@@ -26,7 +26,6 @@ when the beamformer offers one (``precision='bf16'``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..beamform import Beamformer, CameraGrid, SteeringSpec, backend, default_array, write_raw
+from ..beamform.sensor import FRAME_RATE, IMAGE_COLS, IMAGE_ROWS, N_BINS, SAMPLE_FREQ
 from ..beamform.steering import steering_matrix
 
 TOL = {"single": 1e-4, "double": 1e-10, "mfcc": 1e-5, "steering_c64": 2.5e-7}
@@ -120,11 +120,11 @@ def parity_process(c: Check, cp, rng) -> None:
     cases = [(512, "single", "hann", 0.0), (100, "single", "tukey:0.75", 0.0), (512, "double", "hann", 0.0),
              (512, "single", "boxcar", 0.0), (512, "single", "hann", 1e-3)]
     for n_bins, prec, window, tol in cases:
-        spec = SteeringSpec(default_array(), CameraGrid(), 12288.0, n_bins, weights=DEAD_MIC)
+        spec = SteeringSpec(default_array(), CameraGrid(), SAMPLE_FREQ, n_bins, weights=DEAD_MIC)
         res = {}
         for dev in ("cpu", "cuda"):
             os.environ["ACAM_CACHE"] = tempfile.mkdtemp()      # no shared cache: each device factorises
-            bf = Beamformer(spec, 12.0, window, device=dev, precision=prec, tolerance=tol)
+            bf = Beamformer(spec, FRAME_RATE, window, device=dev, precision=prec, tolerance=tol)
             res[dev] = bf.process(frames if dev == "cpu" else cp.asarray(frames))
             if tol:
                 res[dev + "_ranks"] = bf.lowrank.ranks
@@ -132,7 +132,7 @@ def parity_process(c: Check, cp, rng) -> None:
         c.parity(name, map_err(res["cuda"], res["cpu"]), TOL[prec])
         if tol:
             c.figure(f"{name}: bins whose rank differs CPU/GPU", int((res["cpu_ranks"] != res["cuda_ranks"]).sum()), "")
-    spec = SteeringSpec(default_array(), CameraGrid(), 12288.0, 512)
+    spec = SteeringSpec(default_array(), CameraGrid(), SAMPLE_FREQ, 512)
     a = steering_matrix(spec, np, np.complex64)
     b = cp.asnumpy(steering_matrix(spec, cp, np.complex64))
     c.parity("steering complex64, GPU vs CPU, / max |A|", float(np.abs(b - a).max() / np.abs(a).max()),
@@ -145,7 +145,7 @@ def parity_files(c: Check, cp, rng, workdir: Path) -> None:
     from ..dataset.mfcc import cube_mfcc_settings, mfcc
 
     raw = workdir / "r42.h5"
-    write_raw(raw, rng.standard_normal((42 * 1024 + 300, 128)).astype(np.float32), 12288.0, default_array().positions)
+    write_raw(raw, rng.standard_normal((42 * 1024 + 300, 128)).astype(np.float32), SAMPLE_FREQ, default_array().positions)
     for out_dtype in ("float32", "float16"):
         cubes = {}
         for dev in ("cpu", "cuda"):
@@ -171,29 +171,29 @@ def throughput(c: Check, cp, rng) -> dict:
     out = cp.empty_like(a)
     peak = 8 * n ** 3 / gpu_seconds(cp, lambda: cp.matmul(a, a, out=out)) / 1e12
     c.figure("cuBLAS complex64 GEMM 8192^2 (peak)", peak, "TFLOP/s")
-    del a, out
+    a = out = None    # free the buffers (the timed lambdas still name them)
     src = cp.asarray(rng.standard_normal(2 ** 28, np.float32))
     dst = cp.empty_like(src)
     t = gpu_seconds(cp, lambda: cp.copyto(dst, src))
     c.figure("device copy 1 GiB (read + write)", 2 * src.nbytes / t / 1e9, "GB/s")
-    del src, dst
-    bf = Beamformer(SteeringSpec(default_array(), CameraGrid(), 12288.0, 512), 12.0, "hann", device="cuda")
+    src = dst = None
+    bf = Beamformer(SteeringSpec(default_array(), CameraGrid(), SAMPLE_FREQ, 512), FRAME_RATE, "hann", device="cuda")
     A = bf.steering
     X = cp.asarray(rng.standard_normal((512, 128, 256), np.float32)).astype(cp.complex64)
     Y = cp.empty((512, 1728, 256), cp.complex64)
     t = gpu_seconds(cp, lambda: cp.matmul(A, X, out=Y))
     gemm = 8 * 512 * 1728 * 128 * 256 / t / 1e12
     c.figure("batched GEMM 512 x (1728x128 @ 128x256)", gemm, "TFLOP/s", f"{gemm / peak:.0%} of peak")
-    del X, Y
+    X = Y = None
     x = cp.asarray(rng.standard_normal((256, 1024, 128), np.float32))
-    o = cp.empty((256, 36, 48, 512), cp.float32)
+    o = cp.empty((256, IMAGE_ROWS, IMAGE_COLS, N_BINS), cp.float32)
     t = gpu_seconds(cp, lambda: bf.process(x, out=o))
     fl = bf.flops_per_frame() * 256 / t / 1e12
     c.figure("process() of 256 frames (exact)", t * 1e3, "ms",
              f"{fl:.1f} TFLOP/s = {fl / peak:.0%} of peak; {256 / 12 / t:.0f}x real time")
     c.figure("process() fraction of CGEMM peak", fl / peak, "", "goal >= 0.5")
     os.environ["ACAM_CACHE"] = tempfile.mkdtemp()
-    lr = Beamformer(bf.spec, 12.0, "hann", device="cuda", tolerance=1e-3)
+    lr = Beamformer(bf.spec, FRAME_RATE, "hann", device="cuda", tolerance=1e-3)
     lr.prepare()
     t_lr = gpu_seconds(cp, lambda: lr.process(x, out=o))
     c.figure("process() of 256 frames (low-rank 1e-3)", t_lr * 1e3, "ms",
@@ -207,13 +207,13 @@ def _bf16(c: Check, cp, spec, x, o, t_exact):
     from ..core.errors import AcamError
 
     try:
-        bf = Beamformer(spec, 12.0, "hann", device="cuda", precision="bf16")
+        bf = Beamformer(spec, FRAME_RATE, "hann", device="cuda", precision="bf16")
     except AcamError as exc:
         c.figure("bf16 path", float("nan"), "", f"not available: {exc}")
         return None
     t = gpu_seconds(cp, lambda: bf.process(x, out=o))
     c.figure("process() of 256 frames (bf16)", t * 1e3, "ms", f"{t_exact / t:.2f}x the complex64 path")
-    ref = Beamformer(spec, 12.0, "hann", device="cuda", precision="double").process(x[:16].astype(cp.float64))
+    ref = Beamformer(spec, FRAME_RATE, "hann", device="cuda", precision="double").process(x[:16].astype(cp.float64))
     got = bf.process(x[:16])
     c.figure("bf16 error vs double, / each map's peak", map_err(got, cp.asnumpy(ref)), "")
     return t
@@ -265,7 +265,7 @@ def end_to_end(c: Check, cp, rng, workdir: Path) -> None:
     from ..beamform.pipeline import RunSettings, beamform_file
 
     raw = workdir / "r30.h5"
-    write_raw(raw, rng.standard_normal((368640, 128), np.float32), 12288.0, default_array().positions)
+    write_raw(raw, rng.standard_normal((368640, 128), np.float32), SAMPLE_FREQ, default_array().positions)
     for out_dtype in ("float32", "float16"):
         for i in range(2):
             t0 = time.perf_counter()
@@ -295,7 +295,7 @@ def _mfcc_file_from_raw(cp, raw_path, out_path) -> float:
                         device="cuda")
         bin_hz, factor = cube_mfcc_settings({"nfft": 1024, "n_bins": 512, "window": "tukey:0.75", "frame_len": 1024})
         starts = frame_starts(raw.n_samples, raw.sample_freq, raw.frame_rate)
-        d = f.create_dataset("mfcc", (len(starts), 36, 48, 12), np.float32)
+        d = f.create_dataset("mfcc", (len(starts), IMAGE_ROWS, IMAGE_COLS, 12), np.float32)
         for b0 in range(0, len(starts), 256):
             frames = raw.read_frames(starts[b0:b0 + 256], bf.frame_len, np.float32)
             d[b0:b0 + len(frames)] = cp.asnumpy(mfcc(bf.process(cp.asarray(frames)), bin_hz, factor))
@@ -327,11 +327,10 @@ def markdown(info: dict, c: Check) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m acam.benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=os.environ.get("OUT", "gpu-check"), help="folder for gpu_check.json/.md")
-    p.add_argument("--skip-e2e", action="store_true", help="leave out the 30 s end-to-end runs")
-    args = p.parse_args(argv)
+def run_gpu_check(*, out: str | None = None, skip_e2e: bool = False) -> int:
+    """Every check and figure above; ``gpu_check.json`` and ``gpu_check.md`` into ``out`` (default:
+    ``$OUT``, else ``gpu-check``).  Returns the exit status: 0 passed, 1 a check failed, 2 no GPU."""
+    out = out or os.environ.get("OUT", "gpu-check")
     if not backend.gpu_available():
         print("gpu_check: CuPy or a CUDA GPU is not available", file=sys.stderr)
         return 2
@@ -351,9 +350,9 @@ def main(argv=None) -> int:
             c.section("transfers and overlap", transfers, cp, state)
         state.clear()
         cp.get_default_memory_pool().free_all_blocks()
-        if not args.skip_e2e:
+        if not skip_e2e:
             c.section("end to end", end_to_end, cp, rng, work)
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps({"card": info, "rows": c.rows, "failed": c.failed}, indent=1,
                                                    default=float) + "\n")
@@ -365,5 +364,5 @@ def main(argv=None) -> int:
     return 1 if c.failed else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":         # the GPU machine's entry point; options: ``acam bench gpu-check``
+    sys.exit(run_gpu_check(skip_e2e="--skip-e2e" in sys.argv[1:]))

@@ -6,7 +6,7 @@
 # 1. the card, CuPy and NumPy versions                               -> card.txt
 # 2. pytest: every gpu-marked test (parity with the CPU path), the CPU-side tests of the GPU logic,
 #    and test_mfcc_cli                                               -> pytest.log, pytest.xml
-# 3. python -m acam.benchmarks.gpu_check: parity at odd sizes, whole files, MFCC, CGEMM peak, the
+# 3. acam bench gpu-check (benchmarks/gpu_check.py): parity at odd sizes, whole files, MFCC, CGEMM peak, the
 #    batched GEMM at the workload's shape, process() of 256 frames, pageable vs pinned copies, copy
 #    behind compute, end to end on 30 s (cube files, and MFCC cubes), bf16 when there is one
 #                                                                    -> gpu_check.json, gpu_check.md
@@ -38,5 +38,5 @@ timeout 200 $PY -m pytest -q -p no:cacheprovider --continue-on-collection-errors
     -m gpu tests 2>&1 | tee "$OUT/pytest.log" || status=1
 timeout 60 $PY -m pytest -q -p no:cacheprovider tests/test_gpu_logic.py tests/test_dataset.py::test_mfcc_cli \
     2>&1 | tee -a "$OUT/pytest.log" || status=1
-timeout 300 $PY -m acam.benchmarks.gpu_check --out "$OUT" || status=1
+timeout 300 $PY -m acam.cli bench gpu-check -o "$OUT" || status=1
 exit $status

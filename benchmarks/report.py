@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from acam.core.errors import FormatError
-from acam.core.safeio import atomic_output, check_output, parse_json, read_bytes, reads_inputs, write_text
+from acam.core.figures import save_png, subplots
+from acam.core.safeio import check_output, parse_json, read_bytes, reads_inputs, write_text
 
 KEY_FIGURES = [
     ("peak.cpu_gemm_gflops", "CPU complex64 GEMM peak", "GFLOP/s"),
@@ -132,15 +133,10 @@ def _sections(path: str, d: dict) -> list[str]:
 
 
 def plot_scaling(docs: list[tuple[str, dict]], out_png: str) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     docs = [(p, d) for p, d in docs if "scaling" in d]
     if not docs:
         return False
-    fig, ax = plt.subplots(figsize=(4.6, 3.4), dpi=100)
+    fig, ax = subplots(figsize=(4.6, 3.4), dpi=100)
     for path, d in docs:
         rows = d["scaling"]["rows"]
         w = [r["workers"] for r in rows]
@@ -161,26 +157,15 @@ def plot_scaling(docs: list[tuple[str, dict]], out_png: str) -> bool:
 
 
 def _save(fig, out_png: str, inputs) -> None:
-    import matplotlib.pyplot as plt
-
-    try:
-        fig.tight_layout()
-        with atomic_output(out_png, protect=inputs) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    fig.tight_layout()
+    save_png(fig, out_png, protect=inputs)
 
 
 def plot_sweeps(docs: list[tuple[str, dict]], out_png: str) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = sorted({k for _, d in docs for k in d.get("sweeps", {})})
     if not names:
         return False
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), dpi=100, squeeze=False)
+    fig, axes = subplots(1, len(names), figsize=(4 * len(names), 3.4), dpi=100, squeeze=False)
     for ax, sname in zip(axes[0], names):
         for path, d in docs:
             r = d.get("sweeps", {}).get(sname)

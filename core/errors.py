@@ -40,3 +40,23 @@ def one_line_warnings():
             warnings.showwarning = old
 
     return scope()
+
+
+class ParameterError(AcamError):
+    """A setting outside its range, named as the library knows it (``retries=-1 must be at least 0``).
+
+    ``param`` is the parameter's name, ``value`` the value given, ``rule`` what it must be; a front end
+    may name its own spelling of the parameter instead (the command line: ``--retries -1 must be at
+    least 0``)."""
+
+    def __init__(self, param: str, value, rule: str):
+        self.param, self.value, self.rule = param, value, rule
+        super().__init__(f"{param}={value!r} {rule}")
+
+
+class OutputExists(AcamError):
+    """An output exists that a run would replace; ``overwrite`` replaces it."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} {reason}; pass overwrite=True to replace it")

@@ -4,12 +4,13 @@ figures (confusion matrices, learning curves).
 Every figure says what it shows (a title naming the subject, a second line with the settings and
 the key figure - accuracy, peak level), labels every axis with its quantity and unit, and gives
 every colour map a colour bar whose label names the quantity, its unit and its reference
-("dB re peak", "fraction of the true class").  Matplotlib runs on its file-only Agg backend, so no
-screen is needed, and PNGs are written atomically (a temporary file renamed into place).
+("dB re peak", "fraction of the true class").  Every figure is a ``matplotlib.figure.Figure`` on
+its own file-only Agg canvas (:func:`new_figure`, :func:`subplots`), made without pyplot: no screen
+is needed, and the caller's pyplot backend and figures are left as they were.  PNGs are written
+atomically (a temporary file renamed into place).
 
-    from acam.core.figures import pyplot, titled, colorbar, save_png
-    plt = pyplot()
-    fig, ax = plt.subplots()
+    from acam.core.figures import subplots, titled, colorbar, save_png
+    fig, ax = subplots()
     im = ax.imshow(m)
     titled(ax, "hearnet distilled from DualCamNet", "trained on office, tested on outdoor; accuracy 0.61")
     colorbar(fig, im, ax, "fraction of the true class")
@@ -26,14 +27,22 @@ LABEL_SIZE = 9
 TICK_SIZE = 8
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend."""
-    import matplotlib
+def new_figure(**kw):
+    """A ``matplotlib.figure.Figure`` (``figsize``, ``dpi``, ``layout``...) drawn by its own Agg
+    canvas: not registered with pyplot, so no backend is chosen or switched and nothing needs closing
+    (the figure goes when the last reference does)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(**kw)
+    FigureCanvasAgg(fig)
+    return fig
 
-    return plt
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, dpi=None, layout=None, **kw):
+    """``(figure, axes)`` as ``pyplot.subplots``, on :func:`new_figure`."""
+    fig = new_figure(figsize=figsize, dpi=dpi, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def titled(ax, what: str, detail: str = "") -> None:
@@ -55,15 +64,11 @@ def colorbar(fig, mappable, ax, label: str, **kw):
 
 
 def save_png(fig, path, protect: tuple = (), dpi: float | None = None) -> None:
-    """Write ``fig`` as a PNG at ``path`` atomically, then close it (also on failure)."""
-    from ..beamform.io import atomic_output
+    """Write ``fig`` as a PNG at ``path`` atomically."""
+    from .safeio import atomic_output
 
-    plt = pyplot()
-    try:
-        with atomic_output(path, protect=protect) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
+    with atomic_output(path, protect=protect) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
 
 
 def matrix_figure(counts: np.ndarray, labels, what: str, detail: str = "", xlabel: str = "predicted class",
@@ -71,10 +76,9 @@ def matrix_figure(counts: np.ndarray, labels, what: str, detail: str = "", xlabe
     """A confusion matrix as a figure: cells coloured by the fraction of each true class (row), the
     counts written in, a colour bar, class names on both axes.  Returns the figure (save it with
     :func:`save_png`)."""
-    plt = pyplot()
     counts = np.asarray(counts)
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(2.0 + 0.45 * n, 1.6 + 0.42 * n), dpi=100)
+    fig, ax = subplots(figsize=(2.0 + 0.45 * n, 1.6 + 0.42 * n), dpi=100)
     frac = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=TICK_SIZE)

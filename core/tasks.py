@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from .resources import cpu_threads
 from .progress import progress_bar
-from .errors import AcamError
+from .errors import AcamError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def local_threads(workers: int | None, scheduler: str | None) -> int | None:
     return None if n is None else max(1, cpu_threads() // n)
 
 
-CLUSTER_EXTRA_MESSAGE = ("running tasks on Dask (--scheduler/--workers) needs the 'cluster' extra: "
+CLUSTER_EXTRA_MESSAGE = ("running tasks on Dask (a scheduler or workers) needs the 'cluster' extra: "
                          "pip install 'acam[cluster]' (in a checkout: pip install -e '.[cluster]')")
 
 
@@ -131,7 +131,7 @@ def local_workers(workers: int | None, scheduler: str | None) -> int | None:
     """Worker processes of the local cluster these options ask for (None = serial or remote); checks
     the options, and that Dask is installed when they ask for it."""
     if workers is not None and workers < 1:
-        raise AcamError(f"--workers {workers} must be at least 1")
+        raise ParameterError("workers", workers, "must be at least 1")
     if fans_out(scheduler, workers):
         require_dask()
     if scheduler == "local":
@@ -139,6 +139,13 @@ def local_workers(workers: int | None, scheduler: str | None) -> int | None:
     if scheduler is None:
         return workers
     return None
+
+
+def check_retries(retries: int) -> int:
+    """``retries`` as a whole number of at least 0, else :class:`ParameterError`."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ParameterError("retries", retries, "must be at least 0")
+    return retries
 
 
 def run_tasks(tasks: list[Task], scheduler: str | None = None, workers: int | None = None,
@@ -158,8 +165,7 @@ def run_tasks(tasks: list[Task], scheduler: str | None = None, workers: int | No
         if missing:
             raise AcamError(f"task {t.name!r} depends on {missing}, which do not come before it")
         known.add(t.name)
-    if retries < 0:
-        raise AcamError(f"--retries {retries} must be at least 0")
+    check_retries(retries)
     n_local = local_workers(workers, scheduler)
     t0 = time.perf_counter()
     if scheduler is None and n_local is None:
@@ -197,22 +203,9 @@ def _run_serial(tasks, retries, progress, desc) -> Report:
 # ------------------------------------------------------------------------------------------------- dask
 def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Report:
     require_dask()
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client
 
-    cluster = None
-    if scheduler == "local-cuda":
-        try:
-            from dask_cuda import LocalCUDACluster
-        except ImportError:
-            raise AcamError("--scheduler local-cuda needs dask-cuda: pip install dask-cuda") from None
-        cluster = LocalCUDACluster(dashboard_address=":0", silence_logs=logging.CRITICAL)  # a worker per GPU
-        address = cluster.scheduler_address
-    elif n_local is not None:
-        cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.CRITICAL)  # we report failures
-        address = cluster.scheduler_address
-    else:
-        address = scheduler
+    cluster, address = _start_cluster(scheduler, n_local)
     try:
         try:
             client = Client(address, timeout="20s") if cluster is None else Client(cluster)
@@ -224,38 +217,8 @@ def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Repor
                      else f"the Dask cluster at {address} ({n_workers} workers)")
             echo(f"running {len(tasks)} task(s) on {where}" + _dashboard(client))
             rep = Report(where=where, workers=n_workers)
-            # A task is submitted when what it depends on has finished, with the values themselves
-            # (small) rather than futures: Dask would otherwise place it on the worker that holds its
-            # dependency and leave the others idle.  Tasks without dependencies go in at once and are
-            # handed to whichever worker is free.
-            pending = {t.name: t for t in tasks}
-            running: dict = {}
             bar = progress_bar(len(tasks), progress, desc, "task")
-            done = as_completed()
-
-            def submit_ready():
-                for name, t in list(pending.items()):
-                    if any(a in rep.failed for a in t.after):
-                        del pending[name]
-                        rep.failed[name] = f"not run: {next(a for a in t.after if a in rep.failed)} failed"
-                        bar.update(1)
-                    elif all(a in rep.results for a in t.after):
-                        del pending[name]
-                        args = tuple(rep.results[a.name] if isinstance(a, Dep) else a for a in t.args)
-                        fut = client.submit(_timed, t.fn, *args, retries=retries, pure=False,
-                                            key=f"{name}-{os.urandom(4).hex()}")
-                        running[fut.key] = name
-                        done.add(fut)
-
-            submit_ready()
-            for fut in done:
-                name = running.pop(fut.key)
-                if fut.status == "finished":
-                    rep.results[name], rep.timing[name] = fut.result()
-                else:
-                    rep.failed[name] = _one_line(fut.exception())
-                bar.update(1)
-                submit_ready()
+            _submit_all(client, tasks, retries, rep, bar)
             bar.close()
             # order the report as the tasks were given
             rep.results = {t.name: rep.results[t.name] for t in tasks if t.name in rep.results}
@@ -264,6 +227,63 @@ def _run_dask(tasks, scheduler, n_local, retries, progress, desc, echo) -> Repor
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _start_cluster(scheduler, n_local):
+    """``(cluster, address)``: a local cluster this process starts (and closes), or None and the
+    address of an existing scheduler."""
+    from distributed import LocalCluster
+
+    if scheduler == "local-cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise AcamError("scheduler='local-cuda' needs dask-cuda: pip install dask-cuda") from None
+        cluster = LocalCUDACluster(dashboard_address=":0", silence_logs=logging.CRITICAL)  # a worker per GPU
+        return cluster, cluster.scheduler_address
+    if n_local is not None:
+        cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", silence_logs=logging.CRITICAL)  # we report failures
+        return cluster, cluster.scheduler_address
+    return None, scheduler
+
+
+def _submit_all(client, tasks, retries, rep: Report, bar) -> None:
+    """Run ``tasks`` on ``client``, filling ``rep``.
+
+    A task is submitted when what it depends on has finished, with the values themselves (small)
+    rather than futures: Dask would otherwise place it on the worker that holds its dependency and
+    leave the others idle.  Tasks without dependencies go in at once and are handed to whichever
+    worker is free; a task whose dependency failed is reported, not run."""
+    from distributed import as_completed
+
+    pending = {t.name: t for t in tasks}
+    running: dict = {}
+    done = as_completed()
+
+    def submit_ready():
+        for name, t in list(pending.items()):
+            if any(a in rep.failed for a in t.after):
+                del pending[name]
+                rep.failed[name] = f"not run: {next(a for a in t.after if a in rep.failed)} failed"
+                bar.update(1)
+            elif all(a in rep.results for a in t.after):
+                del pending[name]
+                args = tuple(rep.results[a.name] if isinstance(a, Dep) else a for a in t.args)
+                fut = client.submit(_timed, t.fn, *args, retries=retries, pure=False,
+                                    key=f"{name}-{os.urandom(4).hex()}")
+                running[fut.key] = name
+                done.add(fut)
+
+    submit_ready()
+    for fut in done:
+        name = running.pop(fut.key)
+        if fut.status == "finished":
+            rep.results[name], rep.timing[name] = fut.result()
+        else:
+            rep.failed[name] = _one_line(fut.exception())
+        bar.update(1)
+        submit_ready()
 
 
 def _dashboard(client) -> str:

@@ -44,8 +44,8 @@ from .mfcc import cube_mfcc_settings, mfcc
 from .scenes import (SCENARIOS, Plan, Sensor, plan_sequence, render as render_scene, simulate_sequence, stream,
                      subject_path, walk, waypoint_edges, waypoint_positions)
 from .sounds import ACTIONS, Subject, UserSounds, synthesise, synthesise_traced
-from .store import (MANIFEST, assign_splits, read_manifest, sequence_name, sequence_problem, split_record,
-                    write_manifest)
+from .store import (MANIFEST, assign_splits, read_manifest, sequence_entry, sequence_problem,
+                    split_record, write_manifest)
 from .video import motion_v2, render, render_v2
 
 N_BINS = 512
@@ -77,15 +77,11 @@ def plan(preset: Preset, seed: int, physics: int = ph.DEFAULT_PHYSICS, sounds: U
         for action in range(len(ACTIONS)):
             for subject in range(preset.subjects):
                 for rep in range(preset.repetitions):
-                    name = sequence_name(action, scenario, subject, rep)
-                    seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": action,
-                                 "action_name": ACTIONS[action], "scenario": scenario,
-                                 "subject": subject, "repetition": rep,
-                                 "n_frames": int(round(preset.duration * FRAME_RATE))})
+                    seqs.append(sequence_entry(action, scenario, subject, rep,
+                                               int(round(preset.duration * FRAME_RATE)), FRAME_RATE))
     splits = assign_splits(seqs)
     for s in seqs:
         s["split"] = splits[s["name"]]
-        s["blocks"] = max(1, int(np.ceil(s["n_frames"] / FRAME_RATE / 10.0)))
     out = {"kind": "acam-dataset", "version": __version__, "physics": physics, "preset": asdict(preset),
            "seed": seed, "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "n_bins": N_BINS,
            "window": WINDOW, "actions": list(ACTIONS), "scenarios": SCENARIOS, "splits": split_record(),

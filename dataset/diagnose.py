@@ -265,11 +265,10 @@ def write(report: dict, path) -> str:
 
 def figure(report: dict):
     """Mono vs source-pixel SNR and SIR per action, one row per scenario."""
-    from acam.core.figures import LABEL_SIZE, TICK_SIZE, pyplot, titled
+    from acam.core.figures import LABEL_SIZE, TICK_SIZE, subplots, titled
 
-    plt = pyplot()
     scen = sorted({r["scenario"] for r in report["table"]})
-    fig, axes = plt.subplots(len(scen), 2, figsize=(14, 3.8 * len(scen)), squeeze=False, sharey="col")
+    fig, axes = subplots(len(scen), 2, figsize=(14, 3.8 * len(scen)), squeeze=False, sharey="col")
     for i, sc in enumerate(scen):
         rows = [r for r in report["table"] if r["scenario"] == sc]
         x = np.arange(len(rows))

@@ -334,7 +334,7 @@ _FEATURES = ("audio/image", "audio/data", "video/image")
 @reads_inputs
 def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
     """Import a folder tree of the authors' TFRecord files into a dataset folder (see module docs)."""
-    from .store import assign_splits, sequence_name, split_record, write_manifest
+    from .store import assign_splits, sequence_entry, sequence_name, split_record, write_manifest
     from .sounds import ACTIONS
 
     src_dir, out_dir = os.fspath(src_dir), os.fspath(out_dir)
@@ -381,10 +381,7 @@ def import_tfrecord(src_dir, out_dir, progress: bool = False) -> dict:
                             "scenario": location + 1, "subject": subject, "repetition": rep,
                             "sample_freq": SAMPLE_FREQ, "frame_rate": FRAME_RATE, "frame_len": frame_len,
                             "source": os.path.abspath(folder), "mono_units": "sensor counts"})
-        seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": action,
-                     "action_name": ACTIONS[action] if action < len(ACTIONS) else "",
-                     "scenario": location + 1, "subject": subject, "repetition": rep,
-                     "n_frames": int(len(mfcc)), "blocks": max(1, int(np.ceil(len(mfcc) / 120)))})
+        seqs.append(sequence_entry(action, location + 1, subject, rep, len(mfcc), FRAME_RATE))
     splits = assign_splits(seqs)
     for s in seqs:
         s["split"] = splits[s["name"]]

@@ -1,6 +1,6 @@
 """MFCC compression of acoustic cubes: 512 power bins -> 12 cepstral coefficients per pixel.
 
-The recipe of the sensor lab's code (``../shared/REFERENCE.md``), applied to each pixel's spectrum:
+The recipe of the sensor lab's code (as in the authors' reference notes), applied to each pixel's spectrum:
 
 1. frames windowed with a Tukey window (alpha 0.75) - done by the beamformer when the cube is made
    with ``--window tukey:0.75`` (``dataset build`` does); power spectrum ``|rfft(1024)|^2`` with the

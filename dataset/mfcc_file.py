@@ -11,11 +11,11 @@ from acam.beamform.io import Cube, atomic_output
 from acam.core.errors import FormatError
 from acam.core.safeio import h5_output, reads_inputs, reserve
 
-from .mfcc import cube_mfcc_settings, mfcc
+from .mfcc import LAB_RATE, cube_mfcc_settings, mfcc
 
 
 @reads_inputs
-def mfcc_file(cube_path, out_path, units: str = "lab", assumed_rate: float | None = 12800.0,
+def mfcc_file(cube_path, out_path, units: str = "lab", assumed_rate: float | None = LAB_RATE,
               device: str = "auto", block: int = 64) -> int:
     """Write ``mfcc`` (n_frames, rows, cols, 12) float32 with the cube's other datasets and
     attributes; returns the number of frames.

@@ -85,7 +85,7 @@ SELF_NOISE_DBA = Figure(29.0, "dBA SPL", "F", "equivalent input noise = 94 - 65 
 GAIN_SD_DB = Figure(0.20, "dB", "F", "Wijnings et al. ICASSP 2021: +-0.39 dB 95 % interval over 8384 MEMS mics")
 GAIN_LIMIT_DB = Figure(1.0, "dB", "F", "datasheet sensitivity tolerance (ICS-43434)")
 PHASE_SD_DEG_1K = Figure(0.42, "degrees at 1 kHz", "F", "Wijnings et al. 2021: +-0.82 degrees 95 % interval")
-DEAD_MICS = BAD_MICS                # the authors' device (0-based), zeroed in their data (REFERENCE.md)
+DEAD_MICS = BAD_MICS                # the authors' device (0-based), zeroed in their data (the authors' reference notes)
 
 # ------------------------------------------------------------------------------------- rooms
 #: Random-incidence absorption per octave band 125 Hz - 4 kHz (Vorlaender 2008, Auralization, annex,

@@ -70,6 +70,21 @@ def sequence_name(action: int, scenario: int, subject: int, repetition: int) -> 
     return f"a{action:02d}_s{scenario}_p{subject:02d}_r{repetition}"
 
 
+def sequence_entry(action: int, scenario: int, subject: int, repetition: int, n_frames: int,
+                   frame_rate: float) -> dict:
+    """A sequence's manifest entry (before its split is assigned): name, file, labels, frames, and
+    ``blocks``, its count of the authors' 10 s blocks (at least one).  The one place it is built:
+    simulated and imported datasets alike."""
+    from .sounds import ACTIONS          # here: scipy.signal is slow to import and store is imported often
+
+    name = sequence_name(action, scenario, subject, repetition)
+    per = max(1, int(round(BLOCK_SECONDS * frame_rate)))
+    return {"name": name, "file": f"sequences/{name}.h5", "action": int(action),
+            "action_name": ACTIONS[action] if 0 <= action < len(ACTIONS) else "", "scenario": int(scenario),
+            "subject": int(subject), "repetition": int(repetition), "n_frames": int(n_frames),
+            "blocks": max(1, -(-int(n_frames) // per))}
+
+
 def _cell_split(n: int) -> list[str]:
     """Splits of a cell's ``n`` shuffled sequences (train last so that a cell of 3 is 1/1/1)."""
     if n < 3:

@@ -134,7 +134,8 @@ def check_run(ck: dict, path: str, resume: bool = False) -> dict:
 
 
 def _small_option(v) -> bool:
-    return isinstance(v, bool) or (isinstance(v, int) and 1 <= v <= MAX_OPTION)
+    return (isinstance(v, bool) or (isinstance(v, int) and 1 <= v <= MAX_OPTION)
+            or (isinstance(v, float) and 0 < v <= 1))           # a fraction: batch-norm momentum
 
 
 def _is_stats(stats) -> bool:

@@ -28,8 +28,7 @@ import os
 import numpy as np
 import torch
 
-from acam.core.safeio import atomic_output, write_text
-from acam.core.safeio import atomic_output, write_text
+from acam.core.safeio import write_text
 from acam.dataset.sounds import ACTIONS
 from acam.dataset.store import Dataset
 
@@ -235,10 +234,7 @@ def run_table(results: dict, tc: dict, sup: str) -> str:
 
 
 def _write_confusion(cm: np.ndarray, stem: str, title: str | None = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from acam.core.figures import save_png, subplots
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -246,7 +242,7 @@ def _write_confusion(cm: np.ndarray, stem: str, title: str | None = None) -> Non
     for name, row in zip(ACTIONS, cm):
         w.writerow([name] + list(map(int, row)))
     write_text(stem + ".csv", buf.getvalue())
-    fig, ax = plt.subplots(figsize=(8, 7.4), dpi=100)
+    fig, ax = subplots(figsize=(8, 7.4), dpi=100)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(ACTIONS)), ACTIONS, rotation=60, ha="right", fontsize=7)
@@ -260,8 +256,4 @@ def _write_confusion(cm: np.ndarray, stem: str, title: str | None = None) -> Non
     ax.set_ylabel("true")
     ax.set_title(title or os.path.basename(stem), fontsize=8)
     fig.tight_layout()
-    try:
-        with atomic_output(stem + ".png") as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    save_png(fig, stem + ".png")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from acam.core.safeio import atomic_output
+from acam.core.figures import save_png, subplots
 
 from . import names
 
@@ -11,14 +11,10 @@ def learning_curve(history: list[dict], path: str, cfg, sup: str) -> None:
     """Two panels over epochs: loss (training: the optimised loss; validation: cross-entropy against
     the labels) and accuracy (at the run's granularity: per frame for frame-wise teachers, per
     window for students); titled with model, supervision and training set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     ep = [r["epoch"] + 1 for r in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    fig, (a, b) = subplots(1, 2, figsize=(10, 4), dpi=100)
     a.plot(ep, [r["loss"] for r in history], "o-", ms=3, label="training (optimised loss)")
     if "val_loss" in history[0]:
         a.plot(ep, [r["val_loss"] for r in history], "s-", ms=3, label="validation (cross-entropy)")
@@ -40,8 +36,4 @@ def learning_curve(history: list[dict], path: str, cfg, sup: str) -> None:
     fig.suptitle(f"{names.model(cfg.model)}, {label}, trained on {names.train_set(cfg.train_on)} "
                  f"(seed {cfg.seed}, lr {cfg.lr:g})", fontsize=10)
     fig.tight_layout()
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    save_png(fig, path)

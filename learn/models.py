@@ -9,7 +9,8 @@
 | ``hearnet`` | spectrogram (B, 500, 257) | student: 1-D convs over time, as the authors' code |
 | ``soundnet`` | waveform (B, 110 250) at 22 050 Hz | student: SoundNet-5 as the authors coded it (OurSoundNet) |
 
-Layer details follow ../shared/REFERENCE.md, initialisers and weight decay the authors' TF-slim code
+Layer details follow the paper (Pérez et al., "Audio-visual model distillation using acoustic
+images", WACV 2020) and the authors' reference notes, initialisers and weight decay the authors' TF-slim code
 (``docs/RESULTS.md`` lists where we differ):
 
 - DualCamNet, HearNet: convolutions Xavier-uniform, fc1/fc2 truncated normal (std 0.01), biases 0.
@@ -40,6 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .names import MODELS, STUDENTS, TEACHERS  # noqa: F401  (re-exported)
+
 N_CLASSES = 14
 BLOCK = 12          # frames per second: a teacher's input
 
@@ -63,12 +66,32 @@ def _he(m: nn.Module) -> None:
 
 @dataclass
 class ModelConfig:
+    """A model's architecture: its registry name, class count and constructor options.
+
+    :meth:`full` writes every option out (the given ones over the class's defaults), so a checkpoint
+    that stores ``full().as_dict()`` carries its architecture even if a default changes later; a
+    checkpoint from before (``options`` empty or partial) still builds, with today's defaults."""
+
     name: str
     n_classes: int = N_CLASSES
     options: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def defaults(self) -> dict:
+        """The model class's own option defaults (``{}`` for a name not in the registry)."""
+        import inspect
+
+        cls = REGISTRY.get(self.name)
+        if cls is None:
+            return {}
+        params = list(inspect.signature(cls.__init__).parameters.values())[2:]    # self, n_classes
+        return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+    def full(self) -> "ModelConfig":
+        """The same architecture with every option written out."""
+        return ModelConfig(self.name, self.n_classes, {**self.defaults(), **self.options})
 
 
 # ----------------------------------------------------------------------------------- DualCamNet
@@ -406,8 +429,7 @@ REGISTRY = {
     "hearnet": HearNet,
     "soundnet": SoundNet5,
 }
-TEACHERS = ("dualcamnet", "resnet50", "temporal_resnet50", "avnet")
-STUDENTS = ("hearnet", "soundnet")
+assert tuple(REGISTRY) == MODELS, "learn/names.py and the registry must name the same models"
 
 
 def build_model(config: ModelConfig) -> nn.Module:

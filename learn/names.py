@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-SCENARIO_NAMES = {1: "anechoic", 2: "office", 3: "outdoor"}
+from acam.dataset.scenarios import SCENARIO_NAMES      # the one map of scenario names
+
+# the registry names of the models (acam.learn.models.REGISTRY), typed here once: this module needs
+# no PyTorch, so the command line can offer them without importing it
+TEACHERS = ("dualcamnet", "resnet50", "temporal_resnet50", "avnet")
+STUDENTS = ("hearnet", "soundnet")
+MODELS = TEACHERS + STUDENTS
+DISTILL_FROM = ("dualcamnet", "resnet50")          # the teachers the paper distils from (columns D, R)
 MODEL_NAMES = {"dualcamnet": "DualCamNet", "resnet50": "ResNet-50", "temporal_resnet50": "Temporal ResNet-50",
                "avnet": "AVNet", "hearnet": "HearNet", "soundnet": "SoundNet-5"}
 TAGS = {"dualcamnet": "D", "resnet50": "R", "temporal_resnet50": "T", "avnet": "AV"}   # teacher columns

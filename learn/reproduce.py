@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -79,6 +79,14 @@ def learning_rate(model: str, sup: str = "-", train_set: str = "all") -> float:
     return LR.get((model, sup), LR[(model, "D")])
 
 
+def default_lr(model: str, train_on, teacher_model: str | None = None) -> float:
+    """The learning rate a run takes when none is given (:func:`learning_rate`, the paper's Table 5):
+    by model, supervision (labels, or the teacher it is distilled from) and training set."""
+    sc = sorted(int(s) for s in train_on)
+    sup = "G" if teacher_model is None else names.TAGS.get(teacher_model, "D")
+    return learning_rate(model, sup, str(sc[0]) if len(sc) == 1 else "all")
+
+
 @dataclass(frozen=True)
 class Protocol:
     """What ``learn reproduce`` runs (every field has the paper's value as its default)."""
@@ -86,9 +94,9 @@ class Protocol:
     epochs: int = 100
     seeds: tuple = (0,)
     train_sets: tuple = ("all", "1", "2", "3")
-    teachers: tuple = ("dualcamnet", "resnet50", "temporal_resnet50", "avnet")
-    students: tuple = ("hearnet", "soundnet")
-    distill_from: tuple = ("dualcamnet", "resnet50")
+    teachers: tuple = TEACHERS
+    students: tuple = STUDENTS
+    distill_from: tuple = names.DISTILL_FROM
     controls: tuple = ()
     crops: int | None = None
     batch_size: int = 32
@@ -128,8 +136,8 @@ class Protocol:
 
     def config(self, model: str, data: str, ts: str, seed: int, lr: float, **kw) -> TrainConfig:
         init = self.init if model in GROUPS["video"] else None
-        return TrainConfig(model, data, TRAIN_SETS[ts], self.epochs_of(model), self.batch_size, lr, seed, None,
-                           self.crops_of(model),
+        return TrainConfig(model=model, data=data, train_on=TRAIN_SETS[ts], epochs=self.epochs_of(model),
+                           batch_size=self.batch_size, lr=lr, seed=seed, crops_per_sequence=self.crops_of(model),
                            lam=kw.pop("lam", self.lam), temperature=kw.pop("temperature", self.temperature),
                            weight_decay=self.weight_decay, device=self.device, teacher_loss=self.teacher_loss,
                            split=self.split, init=init, **kw)
@@ -243,8 +251,8 @@ class _Plan:
         dep = () if teacher is None else (f"seed{first}/train_{ts}/{teacher}",)
         for lr, t, lam in combos:
             name = f"grid/train_{ts}/{student}_{sup}/lr{lr:g}_T{t:g}_l{lam:g}"
-            c = TrainConfig(**{**asdict(cfg), "seed": first, "lr": lr, "temperature": t, "lam": lam,
-                               "teacher": os.path.join(self.out, dep[0]) if dep else None})
+            c = replace(cfg, seed=first, lr=lr, temperature=t, lam=lam,
+                        teacher=os.path.join(self.out, dep[0]) if dep else None)
             self._add(name, c, None, dep, fn=_grid_task)
             names_.append(name)
         self.grids[key] = tuple(names_)
@@ -260,7 +268,7 @@ def _run_task(cfg: TrainConfig, run: str, progress: bool, threads: int | None, k
         n_after, reuse, *deps = rest
         best = max(deps[n_after:], key=lambda r: r["best_val_acc"])     # the first of equals, in grid order
         settings = {k: best["config"][k] for k in settings}
-        cfg = TrainConfig(**{**asdict(cfg), **settings})
+        cfg = replace(cfg, **settings)
         if reuse and not os.path.isfile(os.path.join(run, "best.pt")):
             _copy_run(best["run"], run)
     fit(cfg, run, progress, threads=threads, keep=keep)

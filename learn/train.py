@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from acam.core.errors import AcamError
+from acam.core.errors import AcamError, ParameterError
 from acam.core.progress import progress_bar
 from acam.core.safeio import atomic_output, write_text
 from acam.dataset.store import Dataset
@@ -63,9 +63,10 @@ _NOT_COMPARED = ("epochs", "device")                          # may change when 
 CONTROL_INPUTS = {"mfcc_mono": "mfcc", "spectrogram_beam": "spectrogram"}     # a control's input -> what it replaces
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """One training run.  ``inputs`` replaces the model's own input (a control: ``mfcc_mono``,
+    """One training run, built by keyword and never changed (``dataclasses.replace`` makes a
+    variant).  ``inputs`` replaces the model's own input (a control: ``mfcc_mono``,
     ``spectrogram_beam``); ``split`` is the dataset's split method; ``init`` local weights;
     ``model_options`` extra model settings (e.g. ``{"standardise": True}`` for DualCamNet)."""
 
@@ -102,10 +103,11 @@ class TrainConfig:
                        init=os.path.abspath(self.init) if self.init else None, train_on=sorted(self.train_on))
 
     def model_config(self) -> ModelConfig:
+        """The run's architecture with every option written out (what its checkpoints store)."""
         opts = dict(self.model_options)
         if self.init and self.model in PRETRAINABLE:
             opts["pretrained"] = True
-        return ModelConfig(self.model, options=opts)
+        return ModelConfig(self.model, options=opts).full()
 
     def check(self) -> None:
         if self.model not in REGISTRY:
@@ -122,6 +124,12 @@ class TrainConfig:
                             f"{'; its control input is ' + fits[0] if fits else ''})")
         if not self.lr > 0 or self.weight_decay < 0:
             raise AcamError(f"lr={self.lr} must be positive and weight_decay={self.weight_decay} not negative")
+
+
+def is_main_process() -> bool:
+    """Whether this process reports for the run: always, except the ranks other than 0 of a
+    ``torchrun`` job (they train their share and leave the writing and the summary to rank 0)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def pick_device(name: str) -> torch.device:
@@ -443,8 +451,8 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
     per_rank_batch = cfg.batch_size
     if dist:
         if cfg.batch_size % dist.world:
-            raise AcamError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
-                            f"{dist.world} processes")
+            raise ParameterError("batch_size", cfg.batch_size,
+                                 f"(the global batch) must be a multiple of the {dist.world} processes")
         per_rank_batch = cfg.batch_size // dist.world
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -550,7 +558,7 @@ class EpochShuffle(torch.utils.data.Sampler):
 class Distributed:
     """One process of a ``torchrun`` job: DistributedDataParallel over NCCL (GPUs) or gloo (CPUs).
 
-    The global batch is ``--batch-size``, dealt out evenly to the processes by
+    The global batch is ``batch_size``, dealt out evenly to the processes by
     :class:`EpochShuffle` with the single-process shuffle, so each optimiser step sees the same
     samples as a single-process run and the result equals it within floating-point summation order
     (exactly so for models without batch norm; with batch norm, GPUs synchronise its statistics,
@@ -665,7 +673,7 @@ def grid_search(cfg: TrainConfig, out_dir: str, progress: bool = False, lrs=(1e-
         for t in temperatures:
             for lam in lams:
                 run = os.path.join(out_dir, "grid", f"lr{lr:g}_T{t:g}_l{lam:g}")
-                c = TrainConfig(**{**asdict(cfg), "lr": lr, "temperature": t, "lam": lam})
+                c = replace(cfg, lr=lr, temperature=t, lam=lam)
                 tasks.append(Task(os.path.basename(run), _grid_task, (c, run, progress and not fanned, threads)))
     rep = run_tasks(tasks, scheduler, workers, retries, progress and fanned, "grid", echo)
     if echo is not None and fanned:

@@ -209,3 +209,43 @@ def test_demo_writes_recording_cube_and_picture(tmp_path):
         assert f["cube"].shape[1:] == (36, 48, 512)
     assert (out / "overlay.png").read_bytes()[:4] == b"\x89PNG"
     assert "The picture is" in r.output
+
+
+def test_option_types_parse_once_and_name_the_flag():
+    import click
+
+    from acam.cli import BAND, INTS, NAMES, XYZ, ListOf, Numbers
+
+    assert INTS.convert("1, 2,4", None, None) == (1, 2, 4)
+    assert NAMES.convert("", None, None) == () and NAMES.convert("a,,b", None, None) == ("a", "b")
+    assert BAND.convert("500:6000", None, None) == (500.0, 6000.0) == BAND.convert("500,6000", None, None)
+    assert XYZ.convert("1,2,3", None, None) == (1.0, 2.0, 3.0)
+    for kind, text in ((INTS, "1,x"), (XYZ, "1,2"), (Numbers(2, "LO:HI", ordered=True), "6000:500"),
+                       (ListOf(int, lo=0), "-1")):
+        with pytest.raises(click.BadParameter):
+            kind.convert(text, None, None)
+
+
+def test_library_parameters_become_the_commands_flags():
+    """The library names its parameters (lam, retries); the command line its flags."""
+    from acam.core.errors import OutputExists, ParameterError
+
+    assert str(ParameterError("lam", 2.0, "must lie in [0, 1]")) == "lam=2.0 must lie in [0, 1]"
+    assert "overwrite=True" in str(OutputExists("c.h5", "exists"))
+    r = CliRunner().invoke(beamform_group, ["run", "x.h5", "--retries", "-1"])
+    assert r.exit_code == 1 and "--retries -1 must be at least 0" in r.output
+
+
+def test_sources_and_windows_come_from_registries():
+    from acam.beamform.filter_and_sum import WINDOWS, parse_window
+    from acam.beamform.simulate import KINDS, SOURCES, SourceSpec
+
+    assert KINDS == tuple(SOURCES) == ("noise", "tone", "chirp", "burst", "wav")
+    assert SourceSpec.parse("tone:2000@0,0,2").freq == 2000.0
+    assert (SourceSpec.parse("chirp:500-900@0,0,2").freq2, SourceSpec.parse("wav:a.wav@0,0,2").path) == (900.0, "a.wav")
+    rng = np.random.default_rng(0)
+    for kind in ("noise", "tone", "chirp", "burst"):
+        x = SourceSpec((0, 0, 2), kind).signal(12288, 12288.0, rng)
+        assert x.shape == (12288,) and 0.5 < np.sqrt(np.mean(x ** 2)) < 1.5, kind    # about unit RMS
+    assert set(WINDOWS) == {"boxcar", "hann", "hamming", "blackman", "tukey"}
+    assert np.allclose(parse_window("hann", 8), 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(8) / 8))

@@ -22,7 +22,7 @@ from acam.dataset.store import Dataset, assign_splits, read_crop
 
 
 def independent_mfcc(power: np.ndarray, bin_hz: float) -> np.ndarray:
-    """REFERENCE.md's recipe from scratch: loops for the filters, scipy's DCT, the lifter."""
+    """The lab's recipe (the authors' reference notes) from scratch: loops for the filters, scipy's DCT, the lifter."""
     n_bins = power.shape[-1]
     mel = lambda f: 1127.0 * np.log(1 + f / 700.0)          # noqa: E731
     inv = lambda m: 700.0 * (np.exp(m / 1127.0) - 1)         # noqa: E731

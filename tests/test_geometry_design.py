@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from acam.beamform import Beamformer, CameraGrid, SteeringSpec, default_array
 from acam.beamform.design import optimise
+from acam.core.errors import AcamError
 from acam.beamform.geometry import ArrayGeometry, aperiodic, spiral, sunflower, uniform_grid
 from acam.beamform.psf import figures, psf
 from acam.beamform.report import evaluate
@@ -101,3 +102,15 @@ def test_geometry_cli(tmp_path):
     r = runner.invoke(beamform_group, ["geometry", "make", "spiral", "--mics", "30", "--arms", "8",
                                        "-o", str(tmp_path / "bad.xml")])
     assert r.exit_code != 0 and "equal arms" in r.output and not (tmp_path / "bad.xml").exists()
+
+
+def test_every_layout_of_the_registry():
+    from acam.beamform.design import LAYOUTS, LayoutOptions, make_layout
+
+    assert set(LAYOUTS) == {"grid", "spiral", "sunflower", "random", "optimised"}
+    opts = LayoutOptions(n_mics=16, iterations=20, min_spacing=0.03)
+    for kind in LAYOUTS:
+        g = make_layout(kind, opts)
+        assert g.n_mics == 16 and g.min_spacing > 0.01, kind
+    with pytest.raises(AcamError, match="layout 'hexagon'"):
+        make_layout("hexagon", opts)

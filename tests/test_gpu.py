@@ -198,7 +198,8 @@ def test_training_on_cuda_repeats_for_a_seed(tmp_path, request):
     from acam.learn.train import TrainConfig, fit
 
     for run in ("a", "b"):
-        fit(TrainConfig("hearnet", str(tiny_dataset), [1], 2, 8, 1e-3, 0, None, 2, device="cuda"), str(tmp_path / run))
+        fit(TrainConfig(model="hearnet", data=str(tiny_dataset), train_on=[1], epochs=2, batch_size=8, lr=1e-3,
+                         seed=0, crops_per_sequence=2, device="cuda"), str(tmp_path / run))
     a, b = (torch.load(tmp_path / r / "last.pt", map_location="cpu", weights_only=False) for r in "ab")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["history"][-1]["loss"] == b["history"][-1]["loss"]

@@ -20,12 +20,12 @@ from acam.core.errors import AcamError
 
 
 # ------------------------------------------------------------------------ power_transpose, emulated
-def emulate_power_transpose(z, scale, out, k0: int, nsub: int) -> None:
+def emulate_power_transpose(z, scale, out, k0: int, n_segments: int) -> None:
     """The CUDA ``power_transpose`` line by line: every block of the grid that
     :func:`backend.power_transpose_launch` gives, every thread of it, both phases around
     ``__syncthreads`` (flat pointers and the kernel's own index expressions)."""
     kc, n_pix, n_cols = z.shape
-    n_frames = n_cols // nsub
+    n_frames = n_cols // n_segments
     n_bins = out.shape[-1]
     (gx, gy, gz), (bx, by) = backend.power_transpose_launch(kc, n_pix, n_frames)
     zf, of = z.reshape(-1), out.reshape(-1)
@@ -40,8 +40,8 @@ def emulate_power_transpose(z, scale, out, k0: int, nsub: int) -> None:
                             kk, b = kk0 + r, b0 + tx
                             acc = 0.0
                             if kk < kc and b < n_frames:
-                                row = (kk * n_pix + p) * n_cols + b * nsub
-                                acc = np.sum(np.abs(zf[row:row + nsub]) ** 2) * scale[k0 + kk]
+                                row = (kk * n_pix + p) * n_cols + b * n_segments
+                                acc = np.sum(np.abs(zf[row:row + n_segments]) ** 2) * scale[k0 + kk]
                             tile[r, tx] = acc
                 for ty in range(by):                       # after __syncthreads()
                     for tx in range(bx):
@@ -51,19 +51,19 @@ def emulate_power_transpose(z, scale, out, k0: int, nsub: int) -> None:
                                 of[(b * n_pix + p) * n_bins + k0 + kk] = tile[tx, r]
 
 
-@pytest.mark.parametrize("kc, n_pix, n_frames, nsub, n_bins, k0", [
+@pytest.mark.parametrize("kc, n_pix, n_frames, n_segments, n_bins, k0", [
     (45, 3, 70, 3, 100, 40),     # short chunk at an offset, 3 frame tiles, 2 bin tiles, 3 segments
     (32, 2, 32, 1, 32, 0),       # exactly one tile
     (7, 4, 1, 2, 7, 0),          # one frame, a chunk under one tile
     (33, 2, 33, 1, 66, 33),      # one past a tile in both directions, the last chunk of the bins
 ])
-def test_power_transpose_index_maths(rng, kc, n_pix, n_frames, nsub, n_bins, k0):
-    z = (rng.standard_normal((kc, n_pix, n_frames * nsub))
-         + 1j * rng.standard_normal((kc, n_pix, n_frames * nsub))).astype(np.complex64)
+def test_power_transpose_index_maths(rng, kc, n_pix, n_frames, n_segments, n_bins, k0):
+    z = (rng.standard_normal((kc, n_pix, n_frames * n_segments))
+         + 1j * rng.standard_normal((kc, n_pix, n_frames * n_segments))).astype(np.complex64)
     scale = rng.random(n_bins).astype(np.float32)
     out = np.full((n_frames, n_pix, n_bins), np.nan, np.float32)      # poisoned: unwritten cells stay nan
-    emulate_power_transpose(z, scale, out, k0, nsub)
-    ref = (np.abs(z) ** 2).reshape(kc, n_pix, n_frames, nsub).sum(-1) * scale[k0:k0 + kc, None, None]
+    emulate_power_transpose(z, scale, out, k0, n_segments)
+    ref = (np.abs(z) ** 2).reshape(kc, n_pix, n_frames, n_segments).sum(-1) * scale[k0:k0 + kc, None, None]
     np.testing.assert_allclose(out[:, :, k0:k0 + kc], ref.transpose(2, 1, 0), rtol=1e-6)
     assert np.isnan(out[:, :, :k0]).all() and np.isnan(out[:, :, k0 + kc:]).all()   # nothing else written
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -44,6 +45,7 @@ def test_temporal_convs_start_as_identity():
     ("hearnet", lambda: torch.randn(2, 500, 257)),
     ("soundnet", lambda: torch.randn(2, 110250)),
     ("resnet50", lambda: torch.rand(1, 2, 3, 48, 64)),
+    ("temporal_resnet50", lambda: torch.rand(1, 12, 3, 48, 64)),      # 5 of 12 frames
     ("avnet", lambda: (torch.randn(1, 2, 36, 48, 12), torch.rand(1, 2, 3, 48, 64))),
 ])
 def test_models_from_the_registry(name, x):
@@ -51,6 +53,54 @@ def test_models_from_the_registry(name, x):
     assert isinstance(m, REGISTRY[name])
     out = m(x())
     assert out.shape[-1] == 14 and torch.isfinite(out).all()
+
+
+def test_models_from_the_registry_cover_every_name():
+    tested = {"dualcamnet", "hearnet", "soundnet", "resnet50", "temporal_resnet50", "avnet"}
+    assert set(REGISTRY) == tested
+
+
+def _checkpoint(mc: ModelConfig, cfg) -> dict:
+    torch.manual_seed(0)
+    return {"model_config": mc.as_dict(), "model": build_model(mc).state_dict(), "train_config": asdict(cfg),
+            "mfcc_stats": None, "epoch": 0, "history": [], "val_acc": 0.0}
+
+
+def test_checkpoints_carry_their_architecture_and_old_ones_still_load(tmp_path):
+    from acam.learn.checkpoint import build_from, check_run, load_checkpoint, save_checkpoint
+    from acam.learn.train import TrainConfig
+
+    cfg = TrainConfig(model="dualcamnet", data="x", model_options={"standardise": True})
+    mc = cfg.model_config()
+    assert mc.options == {"height": 36, "width": 48, "depth": 12, "standardise": True}
+    assert ModelConfig("soundnet").full().options == {"bn_momentum": 0.1}
+    new, old = tmp_path / "new.pt", tmp_path / "old.pt"
+    save_checkpoint(_checkpoint(mc, cfg), str(new))
+    save_checkpoint(_checkpoint(ModelConfig("dualcamnet"), cfg), str(old))   # before: options left empty
+    for path in (new, old):
+        raw = torch.load(path, weights_only=True)              # plain data: no code runs on load
+        ck = check_run(load_checkpoint(str(path)), str(path))
+        assert raw["model_config"] == ck["model_config"]
+        model = build_from(ck, str(path))
+        assert isinstance(model, REGISTRY["dualcamnet"])
+    assert torch.load(new, weights_only=True)["model_config"]["options"]["height"] == 36
+    assert build_from(check_run(load_checkpoint(str(new)), str(new)), str(new)).stats_kind == "standard"
+    sn = ModelConfig("soundnet").full()
+    path = tmp_path / "sn.pt"
+    save_checkpoint(_checkpoint(sn, replace(cfg, model="soundnet", model_options={})), str(path))
+    assert isinstance(build_from(check_run(load_checkpoint(str(path)), str(path)), str(path)), REGISTRY["soundnet"])
+
+
+def test_train_config_is_frozen_and_keyword_only():
+    import dataclasses
+
+    from acam.learn.train import TrainConfig
+
+    with pytest.raises(TypeError):
+        TrainConfig("dualcamnet", "x")                         # positional: refused
+    cfg = TrainConfig(model="dualcamnet", data="x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = 1.0
 
 
 def test_distillation_loss_by_hand():
@@ -76,7 +126,7 @@ def tiny_data(tiny_dataset):
 def test_training_is_deterministic_and_resumes(tiny_data, tmp_path):
     from acam.learn.train import TrainConfig, fit
 
-    cfg = TrainConfig("dualcamnet", tiny_data, [1, 2, 3], epochs=2, batch_size=16, lr=1e-3, seed=3,
+    cfg = TrainConfig(model="dualcamnet", data=tiny_data, train_on=[1, 2, 3], epochs=2, batch_size=16, lr=1e-3, seed=3,
                       crops_per_sequence=2, device="cpu")
     fit(cfg, str(tmp_path / "a"))
     fit(cfg, str(tmp_path / "b"))
@@ -86,7 +136,7 @@ def test_training_is_deterministic_and_resumes(tiny_data, tmp_path):
     assert strip(log_a) == strip(log_b)
     assert sorted(os.listdir(tmp_path / "a")) == ["best.pt", "config.json", "curve.png", "log.csv"]  # no last.pt
     # one epoch, kept whole, then --epochs raised: the same as the uninterrupted run
-    one = TrainConfig(**{**cfg.__dict__, "epochs": 1})
+    one = replace(cfg, epochs=1)
     fit(one, str(tmp_path / "c"), keep="all")
     assert (tmp_path / "c" / "last.pt").exists()
     fit(cfg, str(tmp_path / "c"), keep="all")
@@ -94,9 +144,9 @@ def test_training_is_deterministic_and_resumes(tiny_data, tmp_path):
     # a finished run that kept only best.pt is reused as it is, and says why it cannot grow
     assert fit(cfg, str(tmp_path / "a"))["epochs"] == 2
     with pytest.raises(Exception, match="kept only best.pt"):
-        fit(TrainConfig(**{**cfg.__dict__, "epochs": 3}), str(tmp_path / "a"))
+        fit(replace(cfg, epochs=3), str(tmp_path / "a"))
     with pytest.raises(Exception, match="other settings"):
-        fit(TrainConfig(**{**cfg.__dict__, "lr": 1e-4}), str(tmp_path / "a"))
+        fit(replace(cfg, lr=1e-4), str(tmp_path / "a"))
     ck = torch.load(tmp_path / "a" / "best.pt", weights_only=True)     # plain contents only
     assert ck["train_config"]["crops_per_sequence"] == 2 and ck["train_config"]["crop_seconds"] == 1.0
 
@@ -105,8 +155,10 @@ def test_distillation_caches_teacher_soft_labels(tiny_data, tmp_path):
     from acam.learn.train import TrainConfig, fit
 
     teacher = str(tmp_path / "teacher")
-    fit(TrainConfig("dualcamnet", tiny_data, [1, 2, 3], 1, 16, 1e-3, 0, crops_per_sequence=2, device="cpu"), teacher)
-    student = TrainConfig("hearnet", tiny_data, [1, 2, 3], 1, 16, 1e-3, 0, crops_per_sequence=1, teacher=teacher,
+    fit(TrainConfig(model="dualcamnet", data=tiny_data, train_on=[1, 2, 3], epochs=1, batch_size=16, lr=1e-3,
+                    seed=0, crops_per_sequence=2, device="cpu"), teacher)
+    student = TrainConfig(model="hearnet", data=tiny_data, train_on=[1, 2, 3], epochs=1, batch_size=16, lr=1e-3, seed=0,
+                          crops_per_sequence=1, teacher=teacher,
                           device="cpu")
     fit(student, str(tmp_path / "s1"))
     cached = [n for n in os.listdir(teacher) if n.startswith("soft_")]
@@ -137,7 +189,7 @@ def test_authors_details_weight_decay_frame_loss_and_frozen_backbone():
     from acam.learn.train import TrainConfig, loss_and_hits, make_optimizer
 
     h = HearNet()
-    opt = make_optimizer(h, TrainConfig("hearnet", "x", weight_decay=5e-4))
+    opt = make_optimizer(h, TrainConfig(model="hearnet", data="x", weight_decay=5e-4))
     decayed = {id(p) for p in opt.param_groups[0]["params"]}
     assert opt.param_groups[0]["weight_decay"] == 5e-4 and opt.param_groups[1]["weight_decay"] == 0.0
     assert decayed == {id(getattr(h, f"conv{i}").weight) for i in range(1, 6)}
@@ -154,10 +206,10 @@ def test_authors_details_weight_decay_frame_loss_and_frozen_backbone():
     assert v.shape[-1] == 1024 and float(v.min()) < 0            # the 2048 -> 1024 projection is linear
     # per-frame loss: the clip label copied to every frame
     logits = torch.tensor([[[2.0, 0.0], [0.0, 2.0]]])            # one crop, two frames, two classes
-    loss, hits, n = loss_and_hits(logits, torch.tensor([0]), None, TrainConfig("dualcamnet", "x"), True)
+    loss, hits, n = loss_and_hits(logits, torch.tensor([0]), None, TrainConfig(model="dualcamnet", data="x"), True)
     lse = math.log(math.exp(2) + 1)
     assert float(loss) == pytest.approx(((lse - 2) + lse) / 2) and (hits, n) == (1, 2)
-    loss, hits, n = loss_and_hits(logits, torch.tensor([0]), None, TrainConfig("dualcamnet", "x"), False)
+    loss, hits, n = loss_and_hits(logits, torch.tensor([0]), None, TrainConfig(model="dualcamnet", data="x"), False)
     assert float(loss) == pytest.approx(math.log(2)) and n == 1   # mean logits [1, 1]
 
 
@@ -211,7 +263,8 @@ def test_transfer_on_a_labelled_audio_folder(tiny_data, tmp_path):
             x = np.sin(2 * np.pi * f0 * (1 + 0.05 * rng.standard_normal()) * t) + 0.1 * rng.standard_normal(len(t))
             scipy.io.wavfile.write(tmp_path / "audio" / label / f"{i}.wav", 16000, (x * 8000).astype(np.int16))
     run = tmp_path / "student"
-    fit(TrainConfig("hearnet", tiny_data, [1, 2, 3], 1, 16, 1e-4, 0, crops_per_sequence=1, device="cpu"), str(run))
+    fit(TrainConfig(model="hearnet", data=tiny_data, train_on=[1, 2, 3], epochs=1, batch_size=16, lr=1e-4, seed=0,
+                    crops_per_sequence=1, device="cpu"), str(run))
     r = CliRunner().invoke(learn_group, ["transfer", str(run), "--layer", "conv2", "--data",
                                          str(tmp_path / "audio"), "--seconds", "1.5"])
     assert r.exit_code == 0, r.output

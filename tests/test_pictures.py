@@ -5,6 +5,7 @@ video's frame count, size and timing; the geometry figures."""
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 
 import h5py
@@ -234,9 +235,7 @@ def test_geometry_figure_labels_and_colour_bars():
         assert width.get_xlabel() == "frequency (Hz)"
         assert "Point-spread functions of sunflower" in fig._suptitle.get_text()
     finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        del fig
 
 
 def test_geometry_table_writes_a_dash_and_says_why():
@@ -247,7 +246,7 @@ def test_geometry_table_writes_a_dash_and_says_why():
 
 
 def test_confusion_matrix_figure_helper():
-    from acam.core.figures import matrix_figure, pyplot
+    from acam.core.figures import matrix_figure
 
     fig = matrix_figure(np.array([[3, 1], [0, 4]]), ["clap", "knock"], "hearnet (D)", "trained on office; accuracy 0.88")
     try:
@@ -257,4 +256,32 @@ def test_confusion_matrix_figure_helper():
         assert fig.axes[1].get_ylabel() == "fraction of the true class (row)"
         assert [t.get_text() for t in ax.get_xticklabels()] == ["clap", "knock"]
     finally:
-        pyplot().close(fig)
+        del fig
+
+
+def test_figures_leave_the_callers_backend_and_figures_alone(tmp_path):
+    """No library figure switches the caller's pyplot backend or touches its figures: they are drawn
+    on their own Agg canvas (acam.core.figures.new_figure)."""
+    import sys
+
+    script = f"""
+import matplotlib
+matplotlib.use("svg")                      # a non-interactive backend other than Agg
+import matplotlib.pyplot as plt
+mine = plt.figure()
+import numpy as np
+from acam.core.figures import matrix_figure, save_png
+from acam.benchmarks.report import plot_scaling
+fig = matrix_figure(np.array([[3, 1], [0, 4]]), ["a", "b"], "t")
+save_png(fig, {str(tmp_path / 'm.png')!r})
+doc = {{"scaling": {{"cores": 2, "rows": [{{"workers": w, "files_per_s": w, "steady_files_per_s": w,
+        "ideal_steady_files_per_s": w, "ideal_on_cores_steady_files_per_s": w}} for w in (1, 2)]}}}}
+assert plot_scaling([("x.json", doc)], {str(tmp_path / 's.png')!r})
+assert matplotlib.get_backend().lower() == "svg", matplotlib.get_backend()
+assert plt.get_fignums() == [mine.number], plt.get_fignums()
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+    assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "s.png").stat().st_size > 0

@@ -131,7 +131,8 @@ def test_cross_scenario_cells_use_every_sequence_of_the_unseen_scenario(tmp_path
     assert test_cells([1, 2, 3])[-1] == ("all", "test", [1, 2, 3])
     seqs = _seqs(3, seconds=10.0 / 12 * 7, actions=(0, 1))           # 70 frames: one 5 s window each
     folder = _write_dataset(str(tmp_path / "d"), seqs, manifest_extra={"splits": split_record()}, stratified=True)
-    fit(TrainConfig("hearnet", folder, [1], 1, 8, 1e-3, 0, crops_per_sequence=1, device="cpu"), str(tmp_path / "r"))
+    fit(TrainConfig(model="hearnet", data=folder, train_on=[1], epochs=1, batch_size=8, lr=1e-3, seed=0,
+                    crops_per_sequence=1, device="cpu"), str(tmp_path / "r"))
     res = evaluate_run(str(tmp_path / "r"), device="cpu")
     assert res["1"]["window"]["sequences"] == 2 and res["1"]["window"]["split"] == "test"
     for unseen in ("2", "3"):
@@ -297,8 +298,8 @@ def test_init_weights_freeze_the_video_backbone(tmp_path):
     imagenet = ResNet50(1000).state_dict()                 # stands in for torchvision's ImageNet weights
     path = str(tmp_path / "r50.pt")
     torch.save(imagenet, path)
-    cfg = TrainConfig("resnet50", "x", init=path)
-    assert cfg.model_config().options == {"pretrained": True}
+    cfg = TrainConfig(model="resnet50", data="x", init=path)
+    assert cfg.model_config().options == {"temporal": False, "pretrained": True}     # every option written out
     m = ResNet50(14, **cfg.model_config().options)
     _load_init(m, path)
     assert torch.equal(m.layer3[0].conv2.weight, imagenet["layer3.0.conv2.weight"])
@@ -376,9 +377,9 @@ def test_block_split_segments_crops_and_windows(tmp_path):
 def test_a_control_input_must_fit_its_model():
     from acam.learn.train import TrainConfig
 
-    TrainConfig("dualcamnet", "x", inputs="mfcc_mono").check()
-    TrainConfig("hearnet", "x", inputs="spectrogram_beam").check()
+    TrainConfig(model="dualcamnet", data="x", inputs="mfcc_mono").check()
+    TrainConfig(model="hearnet", data="x", inputs="spectrogram_beam").check()
     with pytest.raises(Exception, match="does not fit 'hearnet'.*spectrogram_beam"):
-        TrainConfig("hearnet", "x", inputs="mfcc_mono").check()
+        TrainConfig(model="hearnet", data="x", inputs="mfcc_mono").check()
     with pytest.raises(Exception, match="does not fit 'soundnet'"):
-        TrainConfig("soundnet", "x", inputs="spectrogram_beam").check()
+        TrainConfig(model="soundnet", data="x", inputs="spectrogram_beam").check()

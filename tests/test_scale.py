@@ -189,7 +189,8 @@ def test_torchrun_ddp_equals_a_single_process(tmp_path, tiny_dataset):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fit(TrainConfig("hearnet", str(tiny_dataset), [1], 2, 8, 1e-4, 0, None, 2, device="cpu"),
+        fit(TrainConfig(model="hearnet", data=str(tiny_dataset), train_on=[1], epochs=2, batch_size=8, lr=1e-4,
+                            seed=0, crops_per_sequence=2, device="cpu"),
             str(tmp_path / "single"), keep="all")
     finally:
         torch.set_num_threads(threads)
@@ -240,8 +241,10 @@ def test_grid_search_on_a_cluster_equals_the_serial_one(tmp_path, tiny_dataset):
     from acam.learn.train import TrainConfig, fit, grid_search
 
     teacher = str(tmp_path / "dcn")
-    fit(TrainConfig("dualcamnet", str(tiny_dataset), [1, 2, 3], 1, 8, 1e-3, 0, None, 2, device="cpu"), teacher)
-    cfg = TrainConfig("hearnet", str(tiny_dataset), [1, 2, 3], 1, 8, 1e-3, 0, None, 2, teacher, device="cpu")
+    fit(TrainConfig(model="dualcamnet", data=str(tiny_dataset), train_on=[1, 2, 3], epochs=1, batch_size=8,
+                    lr=1e-3, seed=0, crops_per_sequence=2, device="cpu"), teacher)
+    cfg = TrainConfig(model="hearnet", data=str(tiny_dataset), train_on=[1, 2, 3], epochs=1, batch_size=8, lr=1e-3,
+                      seed=0, crops_per_sequence=2, teacher=teacher, device="cpu")
     grid = dict(lrs=(1e-3,), temperatures=(1.0, 2.0), lams=(0.5,))
     threads = torch.get_num_threads()
     torch.set_num_threads(local_threads(2, None))

@@ -100,7 +100,7 @@ def test_config_records_the_default_crops(tiny_dataset, tmp_path):
     pytest.importorskip("torch")
     from acam.learn.train import TrainConfig, fit
 
-    fit(TrainConfig("hearnet", str(tiny_dataset), [2], epochs=1, batch_size=128, device="cpu"), str(tmp_path / "h"))
+    fit(TrainConfig(model="hearnet", data=str(tiny_dataset), train_on=[2], epochs=1, batch_size=128, device="cpu"), str(tmp_path / "h"))
     config = json.loads((tmp_path / "h" / "config.json").read_text())
     assert config["crops_per_sequence"] == 6 and config["crop_seconds"] == 5.0      # the students' defaults
 
