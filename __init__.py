@@ -14,7 +14,9 @@ import name ``acam``.
 
 __version__ = "0.2.0"
 
-# before NumPy loads OpenBLAS: the right kernels on CPUs OpenBLAS does not know yet (acam.core.cpu)
-from .core.cpu import prefer_openblas_kernels as _prefer_openblas_kernels  # noqa: E402
+# before NumPy loads OpenBLAS: the right kernels on CPUs OpenBLAS does not know yet (acam.core.cpu).
+# Imported by its absolute name: pytest imports this file as a plain module when it collects the
+# repository root (a folder with __init__.py) under a name that is no Python identifier.
+from acam.core.cpu import prefer_openblas_kernels as _prefer_openblas_kernels  # noqa: E402
 
 _prefer_openblas_kernels()
