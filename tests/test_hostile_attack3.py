@@ -126,7 +126,7 @@ def fake_run(folder, data, model="dualcamnet", n_classes=14):
     torch.manual_seed(0)
     mc = ModelConfig(model, n_classes)
     save_checkpoint({"model_config": mc.as_dict(), "model": build_model(mc).state_dict(),
-                     "train_config": asdict(TrainConfig(model, str(data))), "mfcc_stats": None, "epoch": 0,
+                     "train_config": asdict(TrainConfig(model=model, data=str(data))), "mfcc_stats": None, "epoch": 0,
                      "history": [], "val_acc": 0.0}, str(folder / "best.pt"))
     return folder
 
