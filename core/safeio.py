@@ -101,17 +101,22 @@ def _inside(path, folder: str) -> bool:
 
 
 def check_output_folder(folder, what: str = "output folder", inputs=()) -> str:
-    """Refuse an output folder that is a file, or that lies inside a folder the command reads (the
-    scope's input folders and ``inputs``: pairs of (folder, what it is))."""
+    """Refuse an output folder that is a file, that lies inside a folder the command reads (the
+    scope's input folders and ``inputs``: pairs of (folder, what it is)), or that holds one of them
+    (its files could land among the inputs: ``import-tfrecord out/sequences -o out``)."""
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise AcamError(f"{what} {folder!r} is a file; give a folder")
     trees = scope_trees() + [(os.path.realpath(os.fspath(p)), w) for p, w in inputs if p is not None]
+    real = os.path.realpath(folder)
     for tree, tree_what in trees:
         if _inside(folder, tree):
-            where = "is" if os.path.realpath(folder) == tree else "lies inside"
+            where = "is" if real == tree else "lies inside"
             raise AcamError(f"{what} {folder!r} {where} the {tree_what} {tree!r} that this command reads; "
                             "choose a folder outside it")
+        if _inside(tree, real):
+            raise AcamError(f"{what} {folder!r} holds the {tree_what} {tree!r} that this command reads; "
+                            "choose a folder that does not contain it")
     return folder
 
 

@@ -215,6 +215,18 @@ def test_import_tfrecord_output_inside_its_source(tmp_path):
     refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", src, "-o", src / "out"], "tf")
 
 
+def test_output_folder_holding_an_input_folder(tmp_path):
+    """The reverse of the above: an output folder that contains a folder the command reads (the
+    importer would write out/sequences/*.h5 among the records of out/sequences)."""
+    out = tmp_path / "out"
+    src = tf_dir(out / "sequences", [tf_record()])
+    refuses_cleanly(tmp_path, ["dataset", "import-tfrecord", src, "-o", out], "does not contain it")
+    sounds = tmp_path / "ds" / "sounds"
+    os.makedirs(sounds / "0")
+    refuses_cleanly(tmp_path, ["dataset", "build", "-o", tmp_path / "ds", "--sounds", sounds, "--no-progress"],
+                    "does not contain it")
+
+
 def test_dataset_command_given_a_run_folder(tmp_path):
     pytest.importorskip("torch")
     data = fake_dataset(tmp_path / "data")
