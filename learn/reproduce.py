@@ -35,7 +35,7 @@ from .checks import check_models, check_train_config
 from .evaluate import GRANULARITIES, MAIN, cached_evaluation, evaluate_run
 from .models import STUDENTS, TEACHERS
 from .paper import PAPER
-from .stats import bootstrap_interval
+from .stats import bootstrap_interval, paired_bootstrap_interval
 from .train import CROPS, KEEP, TrainConfig, fit
 
 LR = {"dualcamnet": 1e-3, "resnet50": 1e-4, "temporal_resnet50": 1e-4, "avnet": 1e-4,
@@ -303,20 +303,71 @@ def _rows(train_sets) -> list[tuple[str, str]]:
     return [(ts, t) for ts in sorted(train_sets, key=list(TRAIN_SETS).index) for t in ROW_ORDER[ts]]
 
 
-def _pooled(evals: list[dict], cell: str, gran: str):
-    """Per-seed accuracies and the per-sequence counts pooled over seeds, or None."""
-    rs = [e.get(cell, {}).get(gran) for e in evals]
-    rs = [r for r in rs if r]
+def _counts(evals: list[dict], cell: str, gran: str) -> tuple[dict, dict] | None:
+    """Correct and counted windows per test sequence, pooled over seeds, or None."""
+    rs = [r for r in (e.get(cell, {}).get(gran) for e in evals) if r]
     if not rs:
         return None
-    correct, total = {}, {}
+    correct: dict = {}
+    total: dict = {}
     for r in rs:
         for s, (c, n) in r["per_sequence"].items():
             correct[s] = correct.get(s, 0) + c
             total[s] = total.get(s, 0) + n
+    return correct, total
+
+
+def _pooled(evals: list[dict], cell: str, gran: str):
+    """Per-seed accuracies and the per-sequence counts pooled over seeds, or None."""
+    counts = _counts(evals, cell, gran)
+    if counts is None:
+        return None
+    rs = [r for r in (e.get(cell, {}).get(gran) for e in evals) if r]
+    correct, total = counts
     keys = sorted(total)
     lo, hi = bootstrap_interval([correct[k] for k in keys], [total[k] for k in keys])
     return np.array([r["accuracy"] for r in rs]), (lo, hi), rs[0]["windows"], rs[0]["sequences"], rs[0]["split"]
+
+
+# the comparisons the paper's question rests on: (model, column) minus (model, column)
+PAIRS = ((("dualcamnet", "-"), ("dualcamnet", "mono")),
+         (("hearnet", "oracle"), ("hearnet", "G")),
+         (("hearnet", "D"), ("hearnet", "G")),
+         (("hearnet", "R"), ("hearnet", "G")),
+         (("soundnet", "D"), ("soundnet", "G")),
+         (("soundnet", "R"), ("soundnet", "G")))
+
+
+def _label(m: str, c: str) -> str:
+    return f"{names.model(m)} {c if c != '-' else names.TAGS.get(m, '')}".strip()
+
+
+def paired_table(results: dict, gran: str, train_sets) -> str | None:
+    """Differences of paired columns on the same test sequences, each with its paired 95% interval
+    over sequences; None when no pair was run."""
+    pairs = [(a, b) for a, b in PAIRS if any((*a, ts) in results and (*b, ts) in results for ts in train_sets)]
+    if not pairs:
+        return None
+    head = ["trained on", "tested on", "sequences"] + [f"{_label(*a)} - {_label(*b)}" for a, b in pairs]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for ts, test in _rows(train_sets):
+        cells, n = [], None
+        for a, b in pairs:
+            ka = _counts(results.get((*a, ts), []), test, gran)
+            kb = _counts(results.get((*b, ts), []), test, gran)
+            if ka is None or kb is None or set(ka[1]) != set(kb[1]):
+                cells.append("-¹")
+                continue
+            keys = sorted(ka[1])
+            ca, ta = [ka[0][k] for k in keys], [ka[1][k] for k in keys]
+            cb, tb = [kb[0][k] for k in keys], [kb[1][k] for k in keys]
+            lo, hi = paired_bootstrap_interval(ca, ta, cb, tb)
+            d = sum(ca) / sum(ta) - sum(cb) / sum(tb)
+            cells.append(f"{d:+.3f} [{lo:+.2f}, {hi:+.2f}]")
+            n = len(keys)
+        if n is not None:
+            out.append(f"| {names.train_set(TRAIN_SETS[ts])} | {names.scenario(test)} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 def _cell_text(pooled) -> str:
@@ -331,8 +382,7 @@ def _why_empty(model: str, gran: str) -> str:
 
 def table(results: dict, columns: list[tuple[str, str]], gran: str, train_sets) -> str:
     """One markdown table: rows (trained on, tested on), a count column, one column per (model, column)."""
-    head = ["trained on", "tested on", "test set", "windows / sequences"] + [
-        f"{names.model(m)} {c if c != '-' else names.TAGS.get(m, '')}".strip() for m, c in columns]
+    head = ["trained on", "tested on", "test set", "windows / sequences"] + [_label(m, c) for m, c in columns]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for ts, test in _rows(train_sets):
         cells, count, split = [], None, None
@@ -352,8 +402,7 @@ def table(results: dict, columns: list[tuple[str, str]], gran: str, train_sets) 
 
 def paper_table(columns, train_sets) -> str:
     """The paper's numbers for the same rows and columns (one run per cell, real data)."""
-    head = ["trained on", "tested on"] + [f"{names.model(m)} {c if c != '-' else names.TAGS.get(m, '')}".strip()
-                                          for m, c in columns]
+    head = ["trained on", "tested on"] + [_label(m, c) for m, c in columns]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for ts, test in _rows(train_sets):
         vals = [PAPER.get((m, c), {}).get((ts, test)) for m, c in columns]
@@ -378,6 +427,9 @@ def report(results: dict, proto: Protocol, ds: Dataset, chosen: dict | None = No
                     f"scored {GRANULARITIES[gran]}", "", table(results, teach, gran, sets)]
     if stud:
         out += ["## Students, scored per 5 s window", "", table(results, stud, MAIN, sets)]
+    paired = paired_table(results, MAIN, sets)
+    if paired:
+        out += ["## Paired differences, per 5 s window", "", PAIRED_TEXT, "", paired]
     out += ["## The paper (real data, one run per cell; its tables 1-3)", "",
             paper_table([k for k in teach + stud if k in PAPER], sets), FOOTNOTES, ""]
     if proto.grid and chosen:
@@ -386,6 +438,12 @@ def report(results: dict, proto: Protocol, ds: Dataset, chosen: dict | None = No
                                         for n, s in chosen.items() if n.startswith(f"seed{proto.seeds[0]}/")]
     return "\n".join(out) + "\n"
 
+
+PAIRED_TEXT = """Each cell: the first column's accuracy minus the second's on the same test sequences (counts
+pooled over seeds) and a 95% paired percentile-bootstrap interval over those sequences (2000
+resamples, one draw of sequences for both). An interval that excludes 0 says the difference
+would likely hold on other test recordings of this dataset; one that includes 0 does not
+support a difference either way."""
 
 FOOTNOTES = """Cells: mean over seeds ± standard deviation over seeds (when there are several) and, in
 brackets, a 95% percentile-bootstrap interval over test sequences (2000 resamples; a resample draws

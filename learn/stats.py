@@ -7,6 +7,9 @@ Windows of one sequence are not independent (same subject, same position, same b
   resample draws sequences with replacement and keeps all their windows (with several seeds,
   their counts are pooled per sequence, so the interval is about the test set, the seeds' spread is
   reported beside it).
+- :func:`paired_bootstrap_interval`: the same for the *difference* of two models' accuracies on
+  the same test sequences (one resample of sequences serves both), the interval a claim "A beats
+  B" needs: two separate intervals overlap long before the paired one reaches zero.
 - :func:`wilson_interval`: Wilson's score interval for a proportion, used on sequence-level votes
   (:func:`sequence_votes`: a sequence is right when its true class gets more windows than any
   other class).
@@ -48,6 +51,22 @@ def bootstrap_interval(correct, total, n_boot: int = 2000, level: float = 0.95,
     idx = np.random.default_rng(seed).integers(0, len(c), (n_boot, len(c)))
     acc = c[idx].sum(1) / np.maximum(t[idx].sum(1), 1e-12)
     lo, hi = np.quantile(acc, [(1 - level) / 2, (1 + level) / 2])
+    return (float(lo), float(hi))
+
+
+def paired_bootstrap_interval(correct_a, total_a, correct_b, total_b, n_boot: int = 2000,
+                              level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``acc(a) - acc(b)`` resampling the sequences both were tested
+    on (the arrays are aligned by sequence); each accuracy is ``sum(correct) / sum(total)``."""
+    ca, ta, cb, tb = (np.asarray(x, float) for x in (correct_a, total_a, correct_b, total_b))
+    if not (len(ca) == len(ta) == len(cb) == len(tb)):
+        raise ValueError("the two models' counts must be aligned by sequence")
+    if len(ca) == 0 or ta.sum() == 0 or tb.sum() == 0:
+        return (float("nan"), float("nan"))
+    idx = np.random.default_rng(seed).integers(0, len(ca), (n_boot, len(ca)))
+    diff = (ca[idx].sum(1) / np.maximum(ta[idx].sum(1), 1e-12)
+            - cb[idx].sum(1) / np.maximum(tb[idx].sum(1), 1e-12))
+    lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
     return (float(lo), float(hi))
 
 

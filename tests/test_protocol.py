@@ -383,3 +383,37 @@ def test_a_control_input_must_fit_its_model():
         TrainConfig(model="hearnet", data="x", inputs="mfcc_mono").check()
     with pytest.raises(Exception, match="does not fit 'soundnet'"):
         TrainConfig(model="soundnet", data="x", inputs="spectrogram_beam").check()
+
+
+def test_paired_bootstrap_by_hand():
+    """A constant per-sequence difference gives that difference as both ends; a hand enumeration of
+    all 3^3 resamples of three sequences gives the percentile interval."""
+    assert stats.paired_bootstrap_interval([2, 1, 2], [2] * 3, [1, 0, 1], [2] * 3) == pytest.approx((0.5, 0.5))
+    ca, cb, t = [2, 0, 1], [0, 0, 2], [2] * 3         # differences per sequence: +1, 0, -0.5
+    exact = [(sum(ca[i] for i in r) - sum(cb[i] for i in r)) / (2 * len(r)) for r in product(range(3), repeat=3)]
+    want = np.quantile(exact, [0.025, 0.975], method="inverted_cdf")
+    assert stats.paired_bootstrap_interval(ca, t, cb, t, n_boot=40000, seed=2) == pytest.approx(tuple(want))
+    # pairing removes what both share: the unpaired intervals overlap, the paired one excludes 0
+    a = [10, 0, 10, 0, 10, 0, 10, 0, 10, 1]
+    b = [9, 0, 9, 0, 9, 0, 9, 0, 9, 0]
+    lo, hi = stats.paired_bootstrap_interval(a, [10] * 10, b, [10] * 10)
+    assert lo > 0
+    assert stats.bootstrap_interval(b, [10] * 10)[1] > stats.bootstrap_interval(a, [10] * 10)[0]
+    with pytest.raises(ValueError):
+        stats.paired_bootstrap_interval([1], [1], [1, 1], [1, 1])
+
+
+def test_report_has_paired_differences():
+    """The paired table: the difference of two columns' pooled accuracies on the same sequences."""
+    from acam.learn.reproduce import paired_table
+
+    def ev(per_seq):
+        n = sum(t for _, t in per_seq.values())
+        return {"all": {"window": {"per_sequence": per_seq, "accuracy": sum(c for c, _ in per_seq.values()) / n}}}
+
+    results = {("hearnet", "oracle", "all"): [ev({"a": [2, 2], "b": [1, 2]})],
+               ("hearnet", "G", "all"): [ev({"a": [1, 2], "b": [0, 2]})]}
+    text = paired_table(results, "window", ("all",))
+    assert "HearNet oracle - HearNet G" in text
+    assert "| all scenarios | all scenarios | 2 | +0.500 [+0.50, +0.50] |" in text
+    assert paired_table({("hearnet", "G", "all"): [ev({"a": [1, 2]})]}, "window", ("all",)) is None
