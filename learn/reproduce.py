@@ -363,7 +363,7 @@ def paired_table(results: dict, gran: str, train_sets) -> str | None:
             cb, tb = [kb[0][k] for k in keys], [kb[1][k] for k in keys]
             lo, hi = paired_bootstrap_interval(ca, ta, cb, tb)
             d = sum(ca) / sum(ta) - sum(cb) / sum(tb)
-            cells.append(f"{d:+.3f} [{lo:+.2f}, {hi:+.2f}]")
+            cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
             n = len(keys)
         if n is not None:
             out.append(f"| {names.train_set(TRAIN_SETS[ts])} | {names.scenario(test)} | {n} | " + " | ".join(cells) + " |")

@@ -415,5 +415,5 @@ def test_report_has_paired_differences():
                ("hearnet", "G", "all"): [ev({"a": [1, 2], "b": [0, 2]})]}
     text = paired_table(results, "window", ("all",))
     assert "HearNet oracle - HearNet G" in text
-    assert "| all scenarios | all scenarios | 2 | +0.500 [+0.50, +0.50] |" in text
+    assert "| all scenarios | all scenarios | 2 | +0.500 [+0.500, +0.500] |" in text
     assert paired_table({("hearnet", "G", "all"): [ev({"a": [1, 2]})]}, "window", ("all",)) is None
