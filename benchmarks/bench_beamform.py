@@ -98,19 +98,7 @@ def run_beamform(*, smoke: bool = False, seconds: float | None = None, output: s
     side by side with the exact path (compute step and whole command); ``precisions``: ``bf16``,
     ``bf16x3`` against ``single`` and float64; ``scaling``: local Dask worker counts.
     """
-    from .sweeps import SWEEPS
-
-    bad = [x for x in sweeps if x not in SWEEPS and x != "length"]
-    if bad:
-        raise AcamError(f"sweeps: unknown {bad}; choose from {', '.join([*SWEEPS, 'length'])}")
-    if seconds is not None and not seconds > 0:
-        raise AcamError(f"seconds={seconds} must be positive")
-    if repeats is not None and repeats < 1:
-        raise AcamError(f"repeats={repeats} must be at least 1")
-    for t in tolerances:             # checked now, not after minutes of other figures
-        number("tolerance", t, lo=0, hi=1, lo_open=True, hi_open=True)
-    if output:
-        check_output(output)
+    _check_arguments(seconds, repeats, sweeps, tolerances, output)
     device = backend.resolve_device(device)
     cfg = make_config(smoke, seconds, repeats, device)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -127,13 +115,7 @@ def run_beamform(*, smoke: bool = False, seconds: float | None = None, output: s
         warn = blas_warning(machine)
         if warn:
             print(warn, flush=True)
-        gpu = f", GPU {machine['gpu']['name']}" if "gpu" in machine else ""
-        feats = machine["matrix_features"]
-        print(f"\nmachine: {machine['cpu_model']} (vendor {machine['cpu_vendor']}, family {machine['cpu_family']}, "
-              f"model {machine['cpu_model_number']}), {machine['usable_cpus']} usable core(s), "
-              f"{machine['memory_gib']:.1f} GiB{gpu}; bfloat16 unit: {feats['bf16_unit'] or 'none'} "
-              f"(amx_bf16 {feats['amx_bf16']}, avx512_bf16 {feats['avx512_bf16']}); OpenBLAS kernels "
-              f"{machine['openblas_kernels']}")
+        print(machine_line(machine))
         print(report.table())
         extra = run_extras(cfg, device, report, peers=peers, sweeps=sweeps, tolerances=tolerances,
                            precisions=precisions, steps=steps, scaling=scaling)
@@ -158,6 +140,34 @@ def run_beamform(*, smoke: bool = False, seconds: float | None = None, output: s
         write_text(out, json.dumps(doc, indent=2, default=str) + "\n")
         print(f"\nwrote {out}")
     return doc
+
+
+def _check_arguments(seconds, repeats, sweeps, tolerances, output) -> None:
+    """Every argument of :func:`run_beamform` checked before minutes of figures are spent."""
+    from .sweeps import SWEEPS
+
+    bad = [x for x in sweeps if x not in SWEEPS and x != "length"]
+    if bad:
+        raise AcamError(f"sweeps: unknown {bad}; choose from {', '.join([*SWEEPS, 'length'])}")
+    if seconds is not None and not seconds > 0:
+        raise AcamError(f"seconds={seconds} must be positive")
+    if repeats is not None and repeats < 1:
+        raise AcamError(f"repeats={repeats} must be at least 1")
+    for t in tolerances:
+        number("tolerance", t, lo=0, hi=1, lo_open=True, hi_open=True)
+    if output:
+        check_output(output)
+
+
+def machine_line(machine: dict) -> str:
+    """The machine in one printed line: CPU, cores, memory, GPU, bfloat16 unit, BLAS kernels."""
+    gpu = f", GPU {machine['gpu']['name']}" if "gpu" in machine else ""
+    feats = machine["matrix_features"]
+    return (f"\nmachine: {machine['cpu_model']} (vendor {machine['cpu_vendor']}, family {machine['cpu_family']}, "
+            f"model {machine['cpu_model_number']}), {machine['usable_cpus']} usable core(s), "
+            f"{machine['memory_gib']:.1f} GiB{gpu}; bfloat16 unit: {feats['bf16_unit'] or 'none'} "
+            f"(amx_bf16 {feats['amx_bf16']}, avx512_bf16 {feats['avx512_bf16']}); OpenBLAS kernels "
+            f"{machine['openblas_kernels']}")
 
 
 def run_extras(cfg: Config, device: str, report: Report, *, peers=False, sweeps=(), tolerances=(),

@@ -342,10 +342,11 @@ def _label(m: str, c: str) -> str:
     return f"{names.model(m)} {c if c != '-' else names.TAGS.get(m, '')}".strip()
 
 
-def paired_table(results: dict, gran: str, train_sets) -> str | None:
+def paired_table(results: dict, gran: str, train_sets, teachers_only: bool = False) -> str | None:
     """Differences of paired columns on the same test sequences, each with its paired 95% interval
     over sequences; None when no pair was run."""
-    pairs = [(a, b) for a, b in PAIRS if any((*a, ts) in results and (*b, ts) in results for ts in train_sets)]
+    pairs = [(a, b) for a, b in PAIRS if any((*a, ts) in results and (*b, ts) in results for ts in train_sets)
+             and not (teachers_only and a[0] in STUDENTS)]
     if not pairs:
         return None
     head = ["trained on", "tested on", "sequences"] + [f"{_label(*a)} - {_label(*b)}" for a, b in pairs]
@@ -430,6 +431,9 @@ def report(results: dict, proto: Protocol, ds: Dataset, chosen: dict | None = No
     paired = paired_table(results, MAIN, sets)
     if paired:
         out += ["## Paired differences, per 5 s window", "", PAIRED_TEXT, "", paired]
+        frames = paired_table(results, "frame", sets, teachers_only=True)
+        if frames:
+            out += ["## Paired differences of the teachers, per frame", "", frames]
     out += ["## The paper (real data, one run per cell; its tables 1-3)", "",
             paper_table([k for k in teach + stud if k in PAPER], sets), FOOTNOTES, ""]
     if proto.grid and chosen:

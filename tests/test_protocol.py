@@ -417,3 +417,8 @@ def test_report_has_paired_differences():
     assert "HearNet oracle - HearNet G" in text
     assert "| all scenarios | all scenarios | 2 | +0.500 [+0.500, +0.500] |" in text
     assert paired_table({("hearnet", "G", "all"): [ev({"a": [1, 2]})]}, "window", ("all",)) is None
+    results[("dualcamnet", "-", "all")] = [ev({"a": [2, 2], "b": [2, 2]})]
+    results[("dualcamnet", "mono", "all")] = [ev({"a": [1, 2], "b": [2, 2]})]
+    teachers = paired_table(results, "window", ("all",), teachers_only=True)
+    assert "DualCamNet D - DualCamNet mono" in teachers and "HearNet" not in teachers
+    assert "| 2 | +0.250 [+0.000, +0.500] |" in teachers
