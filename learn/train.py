@@ -448,12 +448,7 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
     device = dist.device if dist else pick_device(cfg.device)
     deterministic_cuda(device)
     pin = device.type == "cuda"
-    per_rank_batch = cfg.batch_size
-    if dist:
-        if cfg.batch_size % dist.world:
-            raise ParameterError("batch_size", cfg.batch_size,
-                                 f"(the global batch) must be a multiple of the {dist.world} processes")
-        per_rank_batch = cfg.batch_size // dist.world
+    per_rank_batch = _per_rank_batch(cfg, dist)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     ck = _resume_state(out_dir, cfg, resume)
@@ -464,12 +459,7 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
     per_frame = frame_loss_applies(model, cfg)
     net = dist.wrap(model) if dist else model     # what trains; ``model`` is what is saved
     opt = make_optimizer(model, cfg)
-    start_epoch, best_acc, history = 0, -1.0, []
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, best_acc, history = ck["epoch"] + 1, ck["best_acc"], ck["history"]
-        stats = ck.get("input_stats") or None
+    start_epoch, best_acc, history, stats = _restore(ck, model, opt, stats)
     main = dist is None or dist.rank == 0
     if main:
         write_text(os.path.join(out_dir, "config.json"), json.dumps(asdict(cfg), indent=1))
@@ -496,10 +486,7 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
         row = {"epoch": epoch, "loss": total / n, "train_acc": correct / n, "val_loss": val_loss,
                "val_acc": val_acc, "seconds": time.perf_counter() - t0}
         history.append(row)
-        state = {"format": "acam-run", "model_config": cfg.model_config().as_dict(), "model": model.state_dict(),
-                 "train_config": asdict(cfg), "input_stats": stats or {}, "modality": modality,
-                 "supervision": sup, "sample_freq": train.ctx["fs"], "epoch": epoch, "history": history,
-                 "val_acc": val_acc}
+        state = _run_state(cfg, model, stats, modality, sup, train.ctx["fs"], epoch, history, val_acc)
         if val_acc >= best_acc:            # the later epoch wins a tie, as the authors' ">="
             best_acc = val_acc
             _save(state, os.path.join(out_dir, "best.pt"))
@@ -516,6 +503,34 @@ def _train(cfg: TrainConfig, out_dir: str, progress: bool, resume: bool, keep: s
         best_acc = dist.broadcast(best_acc)
         dist.close()
     return {"best_val_acc": best_acc, "epochs": cfg.epochs, "out_dir": out_dir}
+
+
+def _per_rank_batch(cfg: TrainConfig, dist) -> int:
+    """Each process's share of the global batch (the whole batch without DDP)."""
+    if not dist:
+        return cfg.batch_size
+    if cfg.batch_size % dist.world:
+        raise ParameterError("batch_size", cfg.batch_size,
+                             f"(the global batch) must be a multiple of the {dist.world} processes")
+    return cfg.batch_size // dist.world
+
+
+def _restore(ck: dict | None, model, opt, stats):
+    """``(start_epoch, best_acc, history, input_stats)``: a fresh start, or the interrupted run's
+    state loaded into ``model`` and ``opt``."""
+    if ck is None:
+        return 0, -1.0, [], stats
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    return ck["epoch"] + 1, ck["best_acc"], ck["history"], ck.get("input_stats") or None
+
+
+def _run_state(cfg: TrainConfig, model, stats, modality: str, sup: str, fs, epoch: int, history: list,
+               val_acc: float) -> dict:
+    """What a checkpoint holds (tensors, numbers, strings, lists and dicts only: weights_only loads it)."""
+    return {"format": "acam-run", "model_config": cfg.model_config().as_dict(), "model": model.state_dict(),
+            "train_config": asdict(cfg), "input_stats": stats or {}, "modality": modality,
+            "supervision": sup, "sample_freq": fs, "epoch": epoch, "history": history, "val_acc": val_acc}
 
 
 def _finish(out_dir: str, cfg: TrainConfig, history: list, sup: str, keep: str) -> None:
