@@ -68,68 +68,87 @@ def _key_table(docs) -> list[str]:
 
 
 def _sections(path: str, d: dict) -> list[str]:
-    lines: list[str] = []
+    """One benchmark JSON as markdown: its heading and command, then a table per part it holds."""
     name = os.path.splitext(os.path.basename(path))[0]
     m = d["machine"]
-    lines += ["", f"## {name}", "", f"`{d.get('command', '')}` on {d.get('date', '?')}, device {d.get('device')}, "
-              f"{m.get('cpu_model', '?')}, {m.get('usable_cpus', '?')} cores"
-              + (f", GPU {m['gpu']['name']}" if isinstance(m.get("gpu"), dict) else "")]
-    if "peers" in d:
-        p = d["peers"]
-        lines += ["", "| tool | s/frame | real-time factor | acam faster by | note |", "|---|---|---|---|---|",
-                  f"| acam (compute step) | {p['acam_seconds_per_frame']:.4g} | "
-                  f"{1 / (12 * p['acam_seconds_per_frame']):.3g} | 1 | |"]
-        for tool, r in p.items():
-            if tool == "acam_seconds_per_frame":
-                continue
-            if r is None:
-                lines.append(f"| {tool} | - | - | - | not installed |")
-                continue
-            note = f"timed on {r['bins_timed']} bins, extrapolated linearly" if r["extrapolated"] else ""
-            lines.append(f"| {tool} | {r['median']:.4g} | {r['realtime_factor']:.3g} | {r['acam_speedup']:,.0f} | {note} |")
-    if "sweeps" in d:
-        lines += ["", "| sweep | values | seconds (median) | log-log slope | expected |", "|---|---|---|---|---|"]
-        for sname, r in d["sweeps"].items():
-            mem = ("; peak RSS " + ", ".join(f"{x['peak_rss_mib']:.0f}" for x in r["rows"]) + " MiB"
-                   if "peak_rss_mib" in r["rows"][0] else "")
-            lines.append(f"| {sname} | " + ", ".join(str(x["value"]) for x in r["rows"]) + " | "
-                         + ", ".join(f"{x['median']:.3g}" for x in r["rows"]) + mem
-                         + f" | {r['slope']:.2f} | {r['expected_slope']:.0f} |")
-    if "lowrank" in d:
-        lines += ["", "| steering | real-time factor | vs exact | mean rank | operations saved | max error (re peak, within 30 dB) | peaks moved |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in d["lowrank"]:
-            name = "exact" if r["tolerance"] == 0 else f"tolerance {r['tolerance']:g}"
-            lines.append(f"| {name} | {r['realtime_factor']:.3g} | {r.get('speedup_vs_exact', 1):.2f} | "
-                         f"{r['mean_rank']:.1f} | {100 * r['ops_saved']:.0f}% | {r['max_error']:.2e} | {r['peaks_moved']} |")
-    if "steps" in d:
-        s = d["steps"]
-        lines += ["", "| step | time |", "|---|---|",
-                  f"| MFCC compression | {s['mfcc']['seconds_per_frame'] * 1000:.3f} ms/frame |"]
-        for k, v in s["dataset_sequence"].items():
-            if k.startswith("scenario"):
-                lines.append(f"| dataset sequence (tiny, {s['dataset_sequence']['seconds_of_audio']:g} s), {k} | {v:.2f} s |")
-        for k, v in s["training"].items():
-            est = v.get("epoch_estimate_s", {})
-            est = ("; epoch estimate " + ", ".join(f"{p} {t / 60:.1f} min" for p, t in est.items())) if est else ""
-            lines.append(f"| training step {k} (batch {v['batch']}) | {v['seconds_per_step']:.3f} s{est} |")
-        di = s["distillation"]
-        lines.append(f"| distillation step, cached / live teacher | {di['cached']:.3f} s / {di['live']:.3f} s "
-                     f"({di['speedup']:.1f}x) |")
-    if "scaling" in d:
-        sc = d["scaling"]
-        lines += ["", f"Scale-out: {sc['files']} recordings of {sc['seconds_each']:g} s, one task each, one thread "
-                  f"per task, {sc['cores']} cores; serial in-process {sc['serial']['files_per_s']:.2f} files/s on one "
-                  f"thread, {sc.get('serial_all_cores', {}).get('files_per_s', float('nan')):.2f} on all cores.", "",
-                  "| workers | files/s | ideal on cores | efficiency | warm files/s | warm efficiency | "
-                  "cluster start-up s | first-task extra s | overhead ms/task |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for x in sc["rows"]:
-            lines.append(f"| {x['workers']} | {x['files_per_s']:.2f} | {x['ideal_on_cores_files_per_s']:.2f} | "
-                         f"{x['efficiency_on_cores_files_per_s']:.0%} | {x['steady_files_per_s']:.2f} | "
-                         f"{x['efficiency_on_cores_steady_files_per_s']:.0%} | {x['startup_s']:.2f} | "
-                         f"{x['first_task_excess_s']:.2f} | {x['overhead_ms_per_task']:.2f} |")
+    lines = ["", f"## {name}", "", f"`{d.get('command', '')}` on {d.get('date', '?')}, device {d.get('device')}, "
+             f"{m.get('cpu_model', '?')}, {m.get('usable_cpus', '?')} cores"
+             + (f", GPU {m['gpu']['name']}" if isinstance(m.get("gpu"), dict) else "")]
+    for key, section in SECTIONS.items():
+        if key in d:
+            lines += section(d[key])
     return lines
+
+
+def _peers(p: dict) -> list[str]:
+    lines = ["", "| tool | s/frame | real-time factor | acam faster by | note |", "|---|---|---|---|---|",
+             f"| acam (compute step) | {p['acam_seconds_per_frame']:.4g} | "
+             f"{1 / (12 * p['acam_seconds_per_frame']):.3g} | 1 | |"]
+    for tool, r in p.items():
+        if tool == "acam_seconds_per_frame":
+            continue
+        if r is None:
+            lines.append(f"| {tool} | - | - | - | not installed |")
+            continue
+        note = f"timed on {r['bins_timed']} bins, extrapolated linearly" if r["extrapolated"] else ""
+        lines.append(f"| {tool} | {r['median']:.4g} | {r['realtime_factor']:.3g} | {r['acam_speedup']:,.0f} | {note} |")
+    return lines
+
+
+def _sweeps(sweeps: dict) -> list[str]:
+    lines = ["", "| sweep | values | seconds (median) | log-log slope | expected |", "|---|---|---|---|---|"]
+    for sname, r in sweeps.items():
+        mem = ("; peak RSS " + ", ".join(f"{x['peak_rss_mib']:.0f}" for x in r["rows"]) + " MiB"
+               if "peak_rss_mib" in r["rows"][0] else "")
+        lines.append(f"| {sname} | " + ", ".join(str(x["value"]) for x in r["rows"]) + " | "
+                     + ", ".join(f"{x['median']:.3g}" for x in r["rows"]) + mem
+                     + f" | {r['slope']:.2f} | {r['expected_slope']:.0f} |")
+    return lines
+
+
+def _lowrank(rows: list) -> list[str]:
+    lines = ["", "| steering | real-time factor | vs exact | mean rank | operations saved | max error (re peak, within 30 dB) | peaks moved |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = "exact" if r["tolerance"] == 0 else f"tolerance {r['tolerance']:g}"
+        lines.append(f"| {name} | {r['realtime_factor']:.3g} | {r.get('speedup_vs_exact', 1):.2f} | "
+                     f"{r['mean_rank']:.1f} | {100 * r['ops_saved']:.0f}% | {r['max_error']:.2e} | {r['peaks_moved']} |")
+    return lines
+
+
+def _steps(s: dict) -> list[str]:
+    lines = ["", "| step | time |", "|---|---|",
+             f"| MFCC compression | {s['mfcc']['seconds_per_frame'] * 1000:.3f} ms/frame |"]
+    for k, v in s["dataset_sequence"].items():
+        if k.startswith("scenario"):
+            lines.append(f"| dataset sequence (tiny, {s['dataset_sequence']['seconds_of_audio']:g} s), {k} | {v:.2f} s |")
+    for k, v in s["training"].items():
+        est = v.get("epoch_estimate_s", {})
+        est = ("; epoch estimate " + ", ".join(f"{p} {t / 60:.1f} min" for p, t in est.items())) if est else ""
+        lines.append(f"| training step {k} (batch {v['batch']}) | {v['seconds_per_step']:.3f} s{est} |")
+    di = s["distillation"]
+    lines.append(f"| distillation step, cached / live teacher | {di['cached']:.3f} s / {di['live']:.3f} s "
+                 f"({di['speedup']:.1f}x) |")
+    return lines
+
+
+def _scaling(sc: dict) -> list[str]:
+    lines = ["", f"Scale-out: {sc['files']} recordings of {sc['seconds_each']:g} s, one task each, one thread "
+             f"per task, {sc['cores']} cores; serial in-process {sc['serial']['files_per_s']:.2f} files/s on one "
+             f"thread, {sc.get('serial_all_cores', {}).get('files_per_s', float('nan')):.2f} on all cores.", "",
+             "| workers | files/s | ideal on cores | efficiency | warm files/s | warm efficiency | "
+             "cluster start-up s | first-task extra s | overhead ms/task |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for x in sc["rows"]:
+        lines.append(f"| {x['workers']} | {x['files_per_s']:.2f} | {x['ideal_on_cores_files_per_s']:.2f} | "
+                     f"{x['efficiency_on_cores_files_per_s']:.0%} | {x['steady_files_per_s']:.2f} | "
+                     f"{x['efficiency_on_cores_steady_files_per_s']:.0%} | {x['startup_s']:.2f} | "
+                     f"{x['first_task_excess_s']:.2f} | {x['overhead_ms_per_task']:.2f} |")
+    return lines
+
+
+# the parts of a benchmark JSON that get a table, in the order they are written
+SECTIONS = {"peers": _peers, "sweeps": _sweeps, "lowrank": _lowrank, "steps": _steps, "scaling": _scaling}
 
 
 def plot_scaling(docs: list[tuple[str, dict]], out_png: str) -> bool:
