@@ -55,6 +55,74 @@ def _open_h5(path, what: str) -> h5py.File:
     return open_h5(path, what)
 
 
+def _time_data(f, path: str):
+    """The recording's ``time_data`` dataset, checked: 2-D, a sample type we read, at least one
+    channel, its storage inside the file."""
+    if not isinstance(f.get("time_data"), h5py.Dataset):
+        raise FormatError(f"{path}: no 'time_data' dataset (n_samples, n_channels)")
+    td = f["time_data"]
+    if td.ndim != 2:
+        raise FormatError(f"{path}: 'time_data' has shape {td.shape}; expected (n_samples, n_channels)")
+    if td.dtype not in [np.dtype(d) for d in TIME_DTYPES]:
+        raise FormatError(f"{path}: 'time_data' has dtype {td.dtype}; expected int16, int32, "
+                          "float32 or float64")
+    if td.shape[1] < 1:
+        raise FormatError(f"{path}: 'time_data' has no channels (shape {td.shape})")
+    check_storage(td, "time_data", path)
+    return td
+
+
+def _rates(f, td, path: str, frame_rate: float | None) -> tuple[float, float]:
+    """``(sample_freq, frame_rate)`` from the file (``frame_rate`` overrides), checked with the
+    number of samples and the fields of view."""
+    fs = attr_number(td, "sample_freq", path)
+    fs = attr_number(f, "sample_freq", path) if fs is None else fs
+    if fs is None:
+        raise FormatError(f"{path}: sample rate missing (attribute 'sample_freq' on "
+                          "'time_data' or the root)")
+    if not MIN_SAMPLE_FREQ <= fs <= MAX_SAMPLE_FREQ:
+        raise FormatError(f"{path}: sample_freq={fs:g} Hz is not a sample rate (expected "
+                          f"{MIN_SAMPLE_FREQ:g} to {MAX_SAMPLE_FREQ:g} Hz)")
+    if td.shape[0] > MAX_SAMPLES:
+        raise FormatError(f"{path}: 'time_data' declares {td.shape[0]} samples, more than {MAX_SAMPLES:.0e}")
+    fr = frame_rate if frame_rate is not None else attr_number(f, "frame_rate", path, DEFAULT_FRAME_RATE)
+    if not fr > 0:
+        raise FormatError(f"{path}: frame_rate={fr} is not a positive number")
+    if fr > fs:
+        raise FormatError(f"{path}: frame_rate={fr:g} is higher than the sample rate {fs:g} Hz")
+    for name in ("hfov", "vfov"):
+        fov = attr_number(f, name, path)
+        if fov is not None and not 0 < fov < 180:
+            raise FormatError(f"{path}: attribute {name}={fov:g} degrees is not between 0 and 180")
+    return fs, float(fr)
+
+
+def _microphones(f, path: str, n_ch: int, array: ArrayGeometry | None):
+    """``(array, bad)``: the file's microphone positions (or ``array``, registered as an input) and
+    its broken-microphone mask, both checked against the ``n_ch`` channels."""
+    if array is None:
+        if "mic_positions" not in f:
+            raise FormatError(f"{path}: no 'mic_positions' dataset (n_channels, 3); "
+                              "give the array's geometry (an array file)")
+        pos = read_all(f, "mic_positions", path, ndim=2)
+        try:
+            array = ArrayGeometry(pos, os.path.basename(path))
+        except AcamError as exc:
+            raise FormatError(f"{path}: 'mic_positions': {exc}") from None
+    elif array.source:
+        register_input(array.source)
+    if array.n_mics != n_ch:
+        raise FormatError(f"{path}: {n_ch} channels do not fit {array.n_mics} microphones")
+    bad = np.zeros(n_ch, bool)
+    if "bad_mics" in f:
+        bad = np.asarray(read_all(f, "bad_mics", path, kinds="biuf"), bool).reshape(-1)
+        if bad.shape != (n_ch,):
+            raise FormatError(f"{path}: 'bad_mics' has {bad.size} entries for {n_ch} channels")
+        if bad.all():
+            raise FormatError(f"{path}: 'bad_mics' marks every microphone as broken")
+    return array, bad
+
+
 @dataclass
 class RawRecording:
     """A raw recording opened for streaming.  Use as a context manager or call :meth:`close`.
@@ -79,58 +147,10 @@ class RawRecording:
         f = _open_h5(path, "recording")
         path = os.fspath(path)
         try:
-            if not isinstance(f.get("time_data"), h5py.Dataset):
-                raise FormatError(f"{path}: no 'time_data' dataset (n_samples, n_channels)")
-            td = f["time_data"]
-            if td.ndim != 2:
-                raise FormatError(f"{path}: 'time_data' has shape {td.shape}; expected (n_samples, n_channels)")
-            if td.dtype not in [np.dtype(d) for d in TIME_DTYPES]:
-                raise FormatError(f"{path}: 'time_data' has dtype {td.dtype}; expected int16, int32, "
-                                  "float32 or float64")
-            if td.shape[1] < 1:
-                raise FormatError(f"{path}: 'time_data' has no channels (shape {td.shape})")
-            check_storage(td, "time_data", path)
-            fs = attr_number(td, "sample_freq", path)
-            fs = attr_number(f, "sample_freq", path) if fs is None else fs
-            if fs is None:
-                raise FormatError(f"{path}: sample rate missing (attribute 'sample_freq' on "
-                                  "'time_data' or the root)")
-            if not MIN_SAMPLE_FREQ <= fs <= MAX_SAMPLE_FREQ:
-                raise FormatError(f"{path}: sample_freq={fs:g} Hz is not a sample rate (expected "
-                                  f"{MIN_SAMPLE_FREQ:g} to {MAX_SAMPLE_FREQ:g} Hz)")
-            if td.shape[0] > MAX_SAMPLES:
-                raise FormatError(f"{path}: 'time_data' declares {td.shape[0]} samples, more than {MAX_SAMPLES:.0e}")
-            fr = frame_rate if frame_rate is not None else attr_number(f, "frame_rate", path, DEFAULT_FRAME_RATE)
-            if not fr > 0:
-                raise FormatError(f"{path}: frame_rate={fr} is not a positive number")
-            if fr > fs:
-                raise FormatError(f"{path}: frame_rate={fr:g} is higher than the sample rate {fs:g} Hz")
-            for name in ("hfov", "vfov"):
-                fov = attr_number(f, name, path)
-                if fov is not None and not 0 < fov < 180:
-                    raise FormatError(f"{path}: attribute {name}={fov:g} degrees is not between 0 and 180")
-            n_ch = td.shape[1]
-            if array is None:
-                if "mic_positions" not in f:
-                    raise FormatError(f"{path}: no 'mic_positions' dataset (n_channels, 3); "
-                                      "give the array's geometry (an array file)")
-                pos = read_all(f, "mic_positions", path, ndim=2)
-                try:
-                    array = ArrayGeometry(pos, os.path.basename(path))
-                except AcamError as exc:
-                    raise FormatError(f"{path}: 'mic_positions': {exc}") from None
-            elif array.source:
-                register_input(array.source)
-            if array.n_mics != n_ch:
-                raise FormatError(f"{path}: {n_ch} channels do not fit {array.n_mics} microphones")
-            bad = np.zeros(n_ch, bool)
-            if "bad_mics" in f:
-                bad = np.asarray(read_all(f, "bad_mics", path, kinds="biuf"), bool).reshape(-1)
-                if bad.shape != (n_ch,):
-                    raise FormatError(f"{path}: 'bad_mics' has {bad.size} entries for {n_ch} channels")
-                if bad.all():
-                    raise FormatError(f"{path}: 'bad_mics' marks every microphone as broken")
-            return cls(path, f, td, fs, float(fr), array, bad)
+            td = _time_data(f, path)
+            fs, fr = _rates(f, td, path, frame_rate)
+            array, bad = _microphones(f, path, td.shape[1], array)
+            return cls(path, f, td, fs, fr, array, bad)
         except BaseException:
             f.close()
             raise
