@@ -303,8 +303,9 @@ def _rows(train_sets) -> list[tuple[str, str]]:
     return [(ts, t) for ts in sorted(train_sets, key=list(TRAIN_SETS).index) for t in ROW_ORDER[ts]]
 
 
-def _counts(evals: list[dict], cell: str, gran: str) -> tuple[dict, dict] | None:
-    """Correct and counted windows per test sequence, pooled over seeds, or None."""
+def _counts(evals: list[dict], cell: str, gran: str) -> tuple[list, dict, dict] | None:
+    """The seeds' results for the cell, and correct and counted windows per test sequence pooled
+    over seeds, or None."""
     rs = [r for r in (e.get(cell, {}).get(gran) for e in evals) if r]
     if not rs:
         return None
@@ -314,7 +315,7 @@ def _counts(evals: list[dict], cell: str, gran: str) -> tuple[dict, dict] | None
         for s, (c, n) in r["per_sequence"].items():
             correct[s] = correct.get(s, 0) + c
             total[s] = total.get(s, 0) + n
-    return correct, total
+    return rs, correct, total
 
 
 def _pooled(evals: list[dict], cell: str, gran: str):
@@ -322,8 +323,7 @@ def _pooled(evals: list[dict], cell: str, gran: str):
     counts = _counts(evals, cell, gran)
     if counts is None:
         return None
-    rs = [r for r in (e.get(cell, {}).get(gran) for e in evals) if r]
-    correct, total = counts
+    rs, correct, total = counts
     keys = sorted(total)
     lo, hi = bootstrap_interval([correct[k] for k in keys], [total[k] for k in keys])
     return np.array([r["accuracy"] for r in rs]), (lo, hi), rs[0]["windows"], rs[0]["sequences"], rs[0]["split"]
@@ -356,12 +356,12 @@ def paired_table(results: dict, gran: str, train_sets, teachers_only: bool = Fal
         for a, b in pairs:
             ka = _counts(results.get((*a, ts), []), test, gran)
             kb = _counts(results.get((*b, ts), []), test, gran)
-            if ka is None or kb is None or set(ka[1]) != set(kb[1]):
+            if ka is None or kb is None or set(ka[2]) != set(kb[2]):
                 cells.append("-¹")
                 continue
-            keys = sorted(ka[1])
-            ca, ta = [ka[0][k] for k in keys], [ka[1][k] for k in keys]
-            cb, tb = [kb[0][k] for k in keys], [kb[1][k] for k in keys]
+            keys = sorted(ka[2])
+            ca, ta = [ka[1][k] for k in keys], [ka[2][k] for k in keys]
+            cb, tb = [kb[1][k] for k in keys], [kb[2][k] for k in keys]
             lo, hi = paired_bootstrap_interval(ca, ta, cb, tb)
             d = sum(ca) / sum(ta) - sum(cb) / sum(tb)
             cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")

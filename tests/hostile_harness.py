@@ -40,6 +40,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from fakes import fake_dataset, fake_run
 
 FS = 12288.0
 FAST = ["--bins", "8", "--rows", "4", "--cols", "4", "--no-progress", "--device", "cpu"]
@@ -125,44 +126,6 @@ def copy(kind: str, ws: Path) -> Path:
     dst = ws / src.name
     (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
     return dst
-
-
-def fake_dataset(folder: Path, grid=(36, 48, 12), n_frames=12) -> Path:
-    from acam.dataset.store import assign_splits, sequence_name, split_record, write_manifest
-
-    os.makedirs(folder / "sequences", exist_ok=True)
-    rng = np.random.default_rng(0)
-    names = [sequence_name(a, 1, 0, 0) for a in range(14)]
-    splits = assign_splits([{"name": n, "scenario": 1, "action": a} for a, n in enumerate(names)])
-    seqs = []
-    for a, name in enumerate(names):
-        with h5py.File(folder / "sequences" / f"{name}.h5", "w") as f:
-            f.create_dataset("mfcc", data=rng.standard_normal((n_frames,) + grid).astype(np.float32))
-            f.create_dataset("video", data=np.zeros((n_frames, 8, 8, 3), np.uint8))
-            f.create_dataset("mono", data=rng.standard_normal(n_frames * 1024).astype(np.float32))
-            f.attrs.update({"action": a, "scenario": 1, "subject": 0, "frame_len": 1024})
-        seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": a, "scenario": 1, "subject": 0,
-                     "repetition": 0, "n_frames": n_frames, "split": splits[name]})
-    write_manifest(str(folder), {"kind": "acam-dataset", "sample_freq": FS, "frame_rate": 12.0, "splits": split_record(),
-                                 "sequences": seqs})
-    return folder
-
-
-def fake_run(folder: Path, data: Path, model="dualcamnet", n_classes=14) -> Path:
-    import torch
-    from dataclasses import asdict
-
-    from acam.learn.checkpoint import save_checkpoint
-    from acam.learn.models import ModelConfig, build_model
-    from acam.learn.train import TrainConfig
-
-    os.makedirs(folder, exist_ok=True)
-    torch.manual_seed(0)
-    mc = ModelConfig(model, n_classes)
-    save_checkpoint({"model_config": mc.as_dict(), "model": build_model(mc).state_dict(),
-                     "train_config": asdict(TrainConfig(model=model, data=str(data))), "mfcc_stats": None, "epoch": 0,
-                     "history": [], "val_acc": 0.0}, str(folder / "best.pt"))
-    return folder
 
 
 class Payload:
@@ -1335,30 +1298,28 @@ def _(ws):
     return ["beamform", "geometry", "report", ws / "big.xml", "--freqs", "1000,2000"]
 
 
-@case("run: virtual dataset mapping half its rows", "vds.h5", "maps")
-def _(ws):
+def _virtual_recording(ws, n_rows: int, mapped: slice) -> list:
+    """``beamform run`` on a recording whose time_data is a virtual dataset of ``n_rows`` rows,
+    ``mapped`` of them taken from a real 6144-sample recording."""
     src = raw_file(ws / "src.h5")
-    layout = h5py.VirtualLayout((6144, 16), np.float32)
-    layout[:3000] = h5py.VirtualSource("src.h5", "time_data", (6144, 16))[:3000]
+    layout = h5py.VirtualLayout((n_rows, 16), np.float32)
+    layout[mapped] = h5py.VirtualSource("src.h5", "time_data", (6144, 16))[mapped]
     with h5py.File(ws / "vds.h5", "w") as f:
         f.create_virtual_dataset("time_data", layout)
         f["time_data"].attrs["sample_freq"] = FS
         with h5py.File(src, "r") as s:
             f["mic_positions"] = s["mic_positions"][()]
     return ["beamform", "run", ws / "vds.h5", "-o", ws / "c.h5"] + FAST
+
+
+@case("run: virtual dataset mapping half its rows", "vds.h5", "maps")
+def _(ws):
+    return _virtual_recording(ws, 6144, slice(0, 3000))
 
 
 @case("run: virtual dataset of a billion rows", "vds.h5", "maps")
 def _(ws):
-    src = raw_file(ws / "src.h5")
-    layout = h5py.VirtualLayout((10 ** 9, 16), np.float32)
-    layout[:6144] = h5py.VirtualSource("src.h5", "time_data", (6144, 16))
-    with h5py.File(ws / "vds.h5", "w") as f:
-        f.create_virtual_dataset("time_data", layout)
-        f["time_data"].attrs["sample_freq"] = FS
-        with h5py.File(src, "r") as s:
-            f["mic_positions"] = s["mic_positions"][()]
-    return ["beamform", "run", ws / "vds.h5", "-o", ws / "c.h5"] + FAST
+    return _virtual_recording(ws, 10 ** 9, slice(0, 6144))
 
 
 @case("import-tfrecord: inf in audio/image", "a.tfrecord", "infinite")

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from acam.beamform import default_array, write_raw
 from acam.cli import acam
 from acam.core.errors import AcamError
+from fakes import fake_dataset, fake_run
 
 FS = 12288.0
 
@@ -100,45 +101,6 @@ class Payload:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
-
-
-def fake_dataset(folder, grid=(36, 48, 12), n_frames=12):
-    """14 short sequences of random MFCC frames (no simulation): enough to load, train and evaluate."""
-    from acam.dataset.store import assign_splits, sequence_name, split_record, write_manifest
-
-    os.makedirs(folder / "sequences", exist_ok=True)
-    rng = np.random.default_rng(0)
-    seqs = []
-    names = [sequence_name(a, 1, 0, 0) for a in range(14)]
-    splits = assign_splits([{"name": n, "scenario": 1, "action": a} for a, n in enumerate(names)])
-    for a, name in enumerate(names):
-        with h5py.File(folder / "sequences" / f"{name}.h5", "w") as f:
-            f.create_dataset("mfcc", data=rng.standard_normal((n_frames,) + grid).astype(np.float32))
-            f.create_dataset("video", data=np.zeros((n_frames, 8, 8, 3), np.uint8))
-            f.create_dataset("mono", data=rng.standard_normal(n_frames * 1024).astype(np.float32))
-            f.attrs.update({"action": a, "scenario": 1, "subject": 0, "frame_len": 1024})
-        seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": a, "scenario": 1, "subject": 0,
-                     "repetition": 0, "n_frames": n_frames, "split": splits[name]})
-    write_manifest(str(folder), {"kind": "acam-dataset", "sample_freq": FS, "frame_rate": 12.0, "splits": split_record(),
-                                 "sequences": seqs})
-    return folder
-
-
-def fake_run(folder, data, model="dualcamnet", n_classes=14):
-    """A run folder whose best.pt is an untrained model's checkpoint (no training needed)."""
-    from dataclasses import asdict
-
-    from acam.learn.checkpoint import save_checkpoint
-    from acam.learn.models import ModelConfig, build_model
-    from acam.learn.train import TrainConfig
-
-    os.makedirs(folder, exist_ok=True)
-    torch.manual_seed(0)
-    mc = ModelConfig(model, n_classes)
-    save_checkpoint({"model_config": mc.as_dict(), "model": build_model(mc).state_dict(),
-                     "train_config": asdict(TrainConfig(model=model, data=str(data))), "mfcc_stats": None,
-                     "epoch": 0, "history": [], "val_acc": 0.0}, os.path.join(folder, "best.pt"))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from acam.beamform import default_array, write_raw
 from acam.cli import acam
+from fakes import fake_dataset, fake_run
 
 FS = 12288.0
 FAST = ["--bins", "8", "--rows", "4", "--cols", "4", "--no-progress", "--device", "cpu"]
@@ -88,47 +89,6 @@ def raw_file(path, n=6144, ch=16, **attrs):
     write_raw(path, rng.standard_normal((n, ch)).astype(np.float32), FS, default_array().positions[:ch], 12.0,
               attrs=attrs or None)
     return path
-
-
-def fake_dataset(folder, grid=(36, 48, 12), n_frames=12, fill=None):
-    from acam.dataset.store import assign_splits, sequence_name, split_record, write_manifest
-
-    os.makedirs(folder / "sequences", exist_ok=True)
-    rng = np.random.default_rng(0)
-    names = [sequence_name(a, 1, 0, 0) for a in range(14)]
-    splits = assign_splits([{"name": n, "scenario": 1, "action": a} for a, n in enumerate(names)])
-    seqs = []
-    for a, name in enumerate(names):
-        mfcc = rng.standard_normal((n_frames,) + grid).astype(np.float32)
-        if fill is not None:
-            mfcc[:] = fill
-        with h5py.File(folder / "sequences" / f"{name}.h5", "w") as f:
-            f.create_dataset("mfcc", data=mfcc)
-            f.create_dataset("video", data=np.zeros((n_frames, 8, 8, 3), np.uint8))
-            f.create_dataset("mono", data=rng.standard_normal(n_frames * 1024).astype(np.float32))
-            f.attrs.update({"action": a, "scenario": 1, "subject": 0, "frame_len": 1024})
-        seqs.append({"name": name, "file": f"sequences/{name}.h5", "action": a, "scenario": 1, "subject": 0,
-                     "repetition": 0, "n_frames": n_frames, "split": splits[name]})
-    write_manifest(str(folder), {"kind": "acam-dataset", "sample_freq": FS, "frame_rate": 12.0,
-                                 "splits": split_record(), "sequences": seqs})
-    return folder
-
-
-def fake_run(folder, data, model="dualcamnet", n_classes=14):
-    import torch
-    from dataclasses import asdict
-
-    from acam.learn.checkpoint import save_checkpoint
-    from acam.learn.models import ModelConfig, build_model
-    from acam.learn.train import TrainConfig
-
-    os.makedirs(folder, exist_ok=True)
-    torch.manual_seed(0)
-    mc = ModelConfig(model, n_classes)
-    save_checkpoint({"model_config": mc.as_dict(), "model": build_model(mc).state_dict(),
-                     "train_config": asdict(TrainConfig(model=model, data=str(data))), "mfcc_stats": None, "epoch": 0,
-                     "history": [], "val_acc": 0.0}, str(folder / "best.pt"))
-    return folder
 
 
 def tf_record(ctx_over=None, lists_over=None, frames=1, image=None):
